@@ -1,0 +1,52 @@
+"""The Typer application: global options, command registration, error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestr import __version__
+from orchestr.cli import commands_context, commands_plan, commands_schema, commands_validate
+from orchestr.cli.common import STATE
+
+app = typer.Typer(
+    name="orchestr",
+    help="Run declarative, verified, scheduled AI-agent workflows from version-controlled YAML.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"orchestr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    project: Annotated[
+        Path | None,
+        typer.Option("--project", "-C", help="Project folder (default: nearest with orchestr.yaml or workflows/).",
+                     envvar="ORCHESTR_PROJECT"),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    STATE.project_dir = project
+
+
+commands_validate.register(app)
+commands_context.register(app)
+commands_plan.register(app)
+commands_schema.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,73 @@
+"""`orchestr context tree` and `orchestr context show NODE`"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from orchestr.cli.common import Format, console, handle_errors, print_json, project
+
+if TYPE_CHECKING:
+    from orchestr.context import ContextTree
+
+context_app = typer.Typer(help="The context tree: what every agent step is told, and allowed.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(context_app, name="context")
+
+
+@context_app.command("tree")
+@handle_errors
+def tree(format: Annotated[Format, typer.Option("--format")] = Format.text) -> None:
+    """Show the context tree."""
+    loaded = project().tree
+    if format is Format.json:
+        print_json(_tree_json(loaded, None))
+        return
+    from orchestr.render import render_context_tree
+
+    console().print(render_context_tree(loaded))
+
+
+def _tree_json(tree: ContextTree, parent: str | None) -> list[dict[str, object]]:
+    from orchestr.context import NodeId
+
+    return [
+        {"id": node.id, "title": node.spec.title, "children": _tree_json(tree, node.id)}
+        for node in tree.children(NodeId(parent) if parent else None)
+    ]
+
+
+@context_app.command("show")
+@handle_errors
+def show(
+    node: Annotated[str, typer.Argument(help="Node id, e.g. acme/support/refunds.")],
+    format: Annotated[Format, typer.Option("--format")] = Format.text,
+    text_only: Annotated[bool, typer.Option("--text", help="Only the injected text, byte-exact.")] = False,
+) -> None:
+    """Print the exact text a node injects into agent prompts, and its effective permissions."""
+    from orchestr.context import render_context
+    from orchestr.permissions import EffectivePermissions
+
+    proj = project()
+    resolved = proj.tree.resolve(node)
+    text = render_context(resolved, proj.root)
+    permissions = EffectivePermissions(resolved.permission_levels())
+    if format is Format.json:
+        print_json({
+            "node": resolved.id,
+            "chain": [n.id for n in resolved.chain],
+            "text": text,
+            "vars": resolved.vars,
+            "rules": list(resolved.rules),
+            "permissions": permissions.summary(),
+            "permission_levels": permissions.describe(),
+        })
+        return
+    typer.echo(text, nl=False)
+    if not text_only:
+        from orchestr.render import render_permissions
+
+        console().print(render_permissions(permissions))

@@ -1,0 +1,450 @@
+"""Workflow + context tree + config -> a frozen Plan, as small passes that collect every error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from orchestr.context import ContextTree, ResolvedContext, permission_level
+from orchestr.errors import Diagnostic, Span, ValidationFailed, did_you_mean
+from orchestr.expressions import ROOTS, ExpressionError, Ref, condition_source, find, references
+from orchestr.models import (
+    AgentStep,
+    ExprCheck,
+    ProjectConfig,
+    Retry,
+    ShellStep,
+    Step,
+)
+from orchestr.permissions import EffectivePermissions, PermissionLevel
+from orchestr.plan import Plan, PlannedStep, ResolvedAgent, StepId
+from orchestr.project import LoadedWorkflow
+from orchestr.source import PathKey
+
+BUILTIN_TOOLS = ("read_file", "write_file", "list_files", "run_command", "http_request")
+BUILTIN_PROVIDERS = ("anthropic", "openai")
+STEP_FIELDS = ("outputs", "output", "status")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What every pass reads."""
+
+    wf: LoadedWorkflow
+    tree: ContextTree
+    config: ProjectConfig
+
+    def span(self, at: PathKey) -> Span:
+        return self.wf.doc.span(at)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.wf.spec.steps
+
+
+def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfig) -> Plan:
+    """Compile or raise ValidationFailed with every problem found."""
+    unit = Unit(wf, tree, config)
+    problems = [*_duplicate_ids(unit), *_unknown_needs(unit), *_schedule(unit)]
+    order, cycle_problems = _topological(unit)
+    problems += cycle_problems
+    upstream = _upstream(unit, order) if not cycle_problems else {}
+    contexts = _contexts(unit, problems)
+    problems += _agents(unit, contexts)
+    problems += _expressions(unit, upstream, contexts)
+    problems += _shell_source(unit)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise ValidationFailed(problems)
+    return _build(unit, order, upstream, contexts)
+
+
+# --- structure --------------------------------------------------------------------------------
+
+
+def _duplicate_ids(unit: Unit) -> Iterator[Diagnostic]:
+    seen: dict[str, int] = {}
+    for i, step in enumerate(unit.steps):
+        if step.id in seen:
+            first = unit.span(("steps", seen[step.id], "id"))
+            yield Diagnostic(
+                unit.span(("steps", i, "id")),
+                f"duplicate step id '{step.id}' (first used at line {first.line})",
+                hint="step ids must be unique within a workflow",
+            )
+        else:
+            seen[step.id] = i
+
+
+def _unknown_needs(unit: Unit) -> Iterator[Diagnostic]:
+    ids = {s.id for s in unit.steps}
+    for i, step in enumerate(unit.steps):
+        for j, need in enumerate(step.needs):
+            if need == step.id:
+                yield Diagnostic(unit.span(("steps", i, "needs", j)), f"step '{step.id}' needs itself")
+            elif need not in ids:
+                suggestion = did_you_mean(need, ids)
+                yield Diagnostic(
+                    unit.span(("steps", i, "needs", j)),
+                    f"step '{step.id}' needs unknown step '{need}'" + (f"; {suggestion}" if suggestion else ""),
+                    hint=f"steps in this workflow: {', '.join(s.id for s in unit.steps)}",
+                )
+
+
+def _topological(unit: Unit) -> tuple[list[StepId], list[Diagnostic]]:
+    """Kahn's algorithm in file order; on a cycle, report the cycle itself."""
+    ids = [StepId(s.id) for s in unit.steps]
+    needs = {StepId(s.id): [StepId(n) for n in s.needs if n in ids and n != s.id] for s in unit.steps}
+    done: set[StepId] = set()
+    order: list[StepId] = []
+    while len(order) < len(needs):
+        ready = [s for s in needs if s not in done and all(n in done for n in needs[s])]
+        if not ready:
+            return order, [_cycle(unit, needs, done)]
+        for step in ready:
+            done.add(step)
+            order.append(step)
+    return order, []
+
+
+def _cycle(unit: Unit, needs: dict[StepId, list[StepId]], done: set[StepId]) -> Diagnostic:
+    start = next(s for s in needs if s not in done)
+    path = [start]
+    while True:
+        nxt = next(n for n in needs[path[-1]] if n not in done)
+        if nxt in path:
+            cycle = [*path[path.index(nxt) :], nxt]
+            break
+        path.append(nxt)
+    first = cycle[0]
+    index = next(i for i, s in enumerate(unit.steps) if s.id == first)
+    return Diagnostic(
+        unit.span(("steps", index, "needs")),
+        f"dependency cycle: {' -> '.join(cycle)}",
+        hint="remove one of these `needs` so the steps can run in some order",
+    )
+
+
+def _upstream(unit: Unit, order: list[StepId]) -> dict[StepId, frozenset[StepId]]:
+    by_id = {StepId(s.id): s for s in unit.steps}
+    result: dict[StepId, frozenset[StepId]] = {}
+    for step_id in order:
+        direct = [StepId(n) for n in by_id[step_id].needs]
+        result[step_id] = frozenset(direct).union(*(result.get(n, frozenset()) for n in direct))
+    return result
+
+
+def _schedule(unit: Unit) -> Iterator[Diagnostic]:
+    schedule = unit.wf.spec.schedule
+    if schedule is None:
+        return
+    from orchestr.scheduling.slots import validate_cron, validate_timezone
+
+    cron_problem = validate_cron(schedule.cron)
+    if cron_problem:
+        yield Diagnostic(unit.span(("schedule", "cron")), f"invalid cron '{schedule.cron}': {cron_problem}",
+                         hint="5 fields (minute hour day month weekday) or @hourly/@daily/@weekly/@monthly")
+    zone_problem = validate_timezone(schedule.timezone)
+    if zone_problem:
+        yield Diagnostic(unit.span(("schedule", "timezone")), zone_problem,
+                         hint="use an IANA name such as Europe/Berlin or UTC")
+
+
+# --- contexts, agents, permissions ------------------------------------------------------------
+
+
+def _step_context_ref(unit: Unit, i: int, step: Step) -> tuple[str | None, PathKey]:
+    spec = unit.wf.spec
+    if isinstance(step, AgentStep):
+        if step.context:
+            return step.context, ("steps", i, "context")
+        agent = spec.agents.get(step.agent)
+        if agent is not None and agent.context:
+            return agent.context, ("agents", step.agent, "context")
+    return spec.context, ("context",)
+
+
+def _contexts(unit: Unit, problems: list[Diagnostic]) -> dict[StepId, ResolvedContext | None]:
+    resolved: dict[StepId, ResolvedContext | None] = {}
+    reported: set[PathKey] = set()
+    for i, step in enumerate(unit.steps):
+        ref, at = _step_context_ref(unit, i, step)
+        resolved[StepId(step.id)] = None
+        if ref is None:
+            continue
+        try:
+            resolved[StepId(step.id)] = unit.tree.resolve(ref, span=unit.span(at))
+        except ValidationFailed as exc:
+            if at not in reported:
+                reported.add(at)
+                problems.extend(exc.diagnostics)
+    return resolved
+
+
+def _agents(unit: Unit, contexts: dict[StepId, ResolvedContext | None]) -> Iterator[Diagnostic]:
+    spec = unit.wf.spec
+    for name, agent in spec.agents.items():
+        yield from _agent_tools(unit, name, agent.tools)
+    for i, step in enumerate(unit.steps):
+        if not isinstance(step, AgentStep):
+            continue
+        agent = spec.agents.get(step.agent)
+        if agent is None:
+            suggestion = did_you_mean(step.agent, set(spec.agents))
+            yield Diagnostic(
+                unit.span(("steps", i, "agent")),
+                f"unknown agent '{step.agent}'" + (f"; {suggestion}" if suggestion else ""),
+                hint=f"define it under `agents:` (defined: {', '.join(spec.agents) or 'none'})",
+            )
+            continue
+        yield from _model(unit, step.agent)
+        context = contexts.get(StepId(step.id))
+        if context is not None:
+            yield from _tools_within_context(unit, i, step, agent.tools, context)
+
+
+def _agent_tools(unit: Unit, name: str, tools: tuple[str, ...]) -> Iterator[Diagnostic]:
+    servers = set(unit.config.mcp_servers)
+    for j, tool in enumerate(tools):
+        server, dot, _ = tool.partition(".")
+        if tool in BUILTIN_TOOLS or (dot and server in servers):
+            continue
+        known = [*BUILTIN_TOOLS, *(f"{s}.*" for s in sorted(servers))]
+        suggestion = did_you_mean(tool, known)
+        yield Diagnostic(
+            unit.span(("agents", name, "tools", j)),
+            f"unknown tool '{tool}'" + (f"; {suggestion}" if suggestion else ""),
+            hint=f"built-in tools: {', '.join(BUILTIN_TOOLS)}; MCP tools are server.tool with the server "
+            "declared under mcp_servers in orchestr.yaml",
+        )
+
+
+def resolve_model(unit: Unit, agent_name: str) -> str | None:
+    agent = unit.wf.spec.agents[agent_name]
+    return agent.model or unit.wf.spec.defaults.model or unit.config.defaults.model
+
+
+def _model(unit: Unit, agent_name: str) -> Iterator[Diagnostic]:
+    model = resolve_model(unit, agent_name)
+    at: PathKey = ("agents", agent_name)
+    if model is None:
+        yield Diagnostic(unit.span(at), f"agent '{agent_name}' has no model",
+                         hint="set agents.NAME.model or defaults.model, e.g. anthropic:claude-sonnet-4-6")
+        return
+    provider = model.partition(":")[0]
+    providers = {*BUILTIN_PROVIDERS, *unit.config.providers}
+    if provider not in providers:
+        suggestion = did_you_mean(provider, providers)
+        where = ("agents", agent_name, "model") if unit.wf.spec.agents[agent_name].model else ("defaults", "model")
+        yield Diagnostic(
+            unit.span(where),
+            f"unknown provider '{provider}' in model '{model}'" + (f"; {suggestion}" if suggestion else ""),
+            hint="built in: anthropic, openai; declare others under providers: in orchestr.yaml",
+        )
+
+
+def _tools_within_context(
+    unit: Unit, i: int, step: AgentStep, tools: tuple[str, ...], context: ResolvedContext
+) -> Iterator[Diagnostic]:
+    permissions = EffectivePermissions(context.permission_levels())
+    for tool in tools:
+        decision = permissions.check_tool(tool)
+        if not decision.allowed:
+            yield Diagnostic(
+                unit.span(("steps", i, "agent")),
+                f"agent '{step.agent}' is given tool '{tool}' but its context does not allow it: {decision.reason}",
+                hint="remove the tool from the agent, or allow it in the context chain",
+            )
+
+
+# --- expressions ------------------------------------------------------------------------------
+
+
+def _expression_sites(step: Step, i: int) -> Iterator[tuple[PathKey, str, bool]]:
+    """(path, text, is_condition) for every place a step may use `${{ }}`."""
+    if step.if_ is not None:
+        yield ("steps", i, "if"), step.if_, True
+    for key, value in step.env.items():
+        yield ("steps", i, "env", key), value, False
+    if isinstance(step, AgentStep):
+        yield ("steps", i, "prompt"), step.prompt, False
+    for j, check in enumerate(step.verify):
+        if isinstance(check, ExprCheck):
+            yield ("steps", i, "verify", j, "expr"), check.expr, True
+
+
+def _expressions(
+    unit: Unit, upstream: dict[StepId, frozenset[StepId]], contexts: dict[StepId, ResolvedContext | None]
+) -> Iterator[Diagnostic]:
+    ids = {s.id for s in unit.steps}
+    for key, value in unit.wf.spec.env.items():
+        yield from _check_text(unit, ("env", key), value, False, _ref_checker(unit, None, frozenset(), ids, None))
+    for i, step in enumerate(unit.steps):
+        step_id = StepId(step.id)
+        check = _ref_checker(unit, step_id, upstream.get(step_id, frozenset()), ids, contexts.get(step_id))
+        for at, text, is_condition in _expression_sites(step, i):
+            yield from _check_text(unit, at, text, is_condition, check)
+
+
+def _check_text(
+    unit: Unit, at: PathKey, text: str, is_condition: bool, check: Callable[[Ref], str | None]
+) -> Iterator[Diagnostic]:
+    sources = [condition_source(text)] if is_condition else [expr for _, expr in find(text)]
+    for expr in sources:
+        try:
+            refs = references(expr)
+        except ExpressionError as exc:
+            yield Diagnostic(unit.span(at), str(exc), hint="expressions use Jinja syntax: a.b, a['b-c'], ==, and, or, not")
+            continue
+        for ref in refs:
+            problem = check(ref)
+            if problem:
+                yield Diagnostic(unit.span(at), problem)
+
+
+def _ref_checker(
+    unit: Unit,
+    step: StepId | None,
+    upstream: frozenset[StepId],
+    ids: set[str],
+    context: ResolvedContext | None,
+) -> Callable[[Ref], str | None]:
+    inputs = unit.wf.spec.inputs
+
+    def check(ref: Ref) -> str | None:
+        head = ref.path[0] if ref.path else None
+        if ref.root not in ROOTS:
+            return f"expression reads '{ref}': expressions can read only {', '.join(ROOTS)}"
+        if ref.root == "inputs" and head is not None and head not in inputs:
+            suggestion = did_you_mean(head, set(inputs))
+            return f"unknown input '{head}'" + (f"; {suggestion}" if suggestion else "") + f" (declared: {', '.join(inputs) or 'none'})"
+        if ref.root == "vars" and head is not None:
+            known = context.vars if context is not None else {}
+            if head not in known:
+                suggestion = did_you_mean(head, set(known))
+                where = f"context '{context.id}'" if context else "this step (it has no context)"
+                return f"unknown var '{head}' in {where}" + (f"; {suggestion}" if suggestion else "")
+        if ref.root == "steps":
+            return _step_ref_problem(ref.path, step, upstream, ids)
+        return None
+
+    return check
+
+
+def _step_ref_problem(
+    path: tuple[str, ...], step: StepId | None, upstream: frozenset[StepId], ids: set[str]
+) -> str | None:
+    if not path:
+        return "`steps` must be followed by a step id, e.g. steps.fetch.outputs.count"
+    target = path[0]
+    if target not in ids:
+        suggestion = did_you_mean(target, ids)
+        return f"expression reads unknown step '{target}'" + (f"; {suggestion}" if suggestion else "")
+    if step is None:
+        return f"workflow-level env cannot read steps.{target}: it is set before any step runs"
+    if target not in upstream:
+        return (f"step '{step}' reads steps.{target}, but '{target}' is not upstream of it: "
+                f"add `needs: [{target}]` to step '{step}'")
+    if len(path) < 2 or path[1] not in STEP_FIELDS:
+        return f"steps.{target} must be followed by one of: {', '.join(STEP_FIELDS)}"
+    return None
+
+
+def _shell_source(unit: Unit) -> Iterator[Diagnostic]:
+    """A `${{ }}` in shell source would splice data into code: reject it and spell out the fix."""
+    for i, step in enumerate(unit.steps):
+        if isinstance(step, ShellStep) and find(step.run):
+            _, expr = find(step.run)[0]
+            yield Diagnostic(
+                unit.span(("steps", i, "run")),
+                f"`${{{{ {expr} }}}}` inside run: would put a value into shell source",
+                hint=f'pass it as an environment variable: env: {{ VALUE: "${{{{ {expr} }}}}" }} and use "$VALUE" in run:',
+            )
+        for j, check in enumerate(step.verify):
+            command = getattr(check, "command", None)
+            if isinstance(command, str) and find(command):
+                yield Diagnostic(
+                    unit.span(("steps", i, "verify", j, "command")),
+                    "`${{ }}` inside a command check would put a value into shell source",
+                    hint="use an `expr:` check for values, or read them from a file in the command",
+                )
+
+
+# --- building the plan ------------------------------------------------------------------------
+
+
+def _build(
+    unit: Unit,
+    order: list[StepId],
+    upstream: dict[StepId, frozenset[StepId]],
+    contexts: dict[StepId, ResolvedContext | None],
+) -> Plan:
+    by_id = {StepId(s.id): s for s in unit.steps}
+    layers: dict[StepId, int] = {}
+    planned: dict[StepId, PlannedStep] = {}
+    for step_id in order:
+        step = by_id[step_id]
+        layers[step_id] = 1 + max((layers[StepId(n)] for n in step.needs), default=-1)
+        agent = _resolved_agent(unit, step) if isinstance(step, AgentStep) else None
+        planned[step_id] = PlannedStep(
+            id=step_id,
+            spec=step,
+            needs=tuple(StepId(n) for n in step.needs),
+            upstream=upstream[step_id],
+            layer=layers[step_id],
+            retry=_retry(unit, step),
+            timeout=_timeout(unit, step),
+            context=contexts[step_id],
+            permissions=_permissions(unit, step, contexts[step_id]) if isinstance(step, AgentStep) else None,
+            agent=agent,
+        )
+    depth = max(layers.values(), default=-1) + 1
+    grouped = tuple(tuple(s for s in order if layers[s] == n) for n in range(depth))
+    return Plan(
+        workflow=unit.wf.name,
+        path=unit.wf.path,
+        display=unit.wf.display,
+        root=unit.tree.root,
+        spec=unit.wf.spec,
+        steps=planned,
+        layers=grouped,
+        secrets=tuple(dict.fromkeys((*unit.config.secrets, *unit.wf.spec.secrets))),
+    )
+
+
+def _resolved_agent(unit: Unit, step: AgentStep) -> ResolvedAgent:
+    agent = unit.wf.spec.agents[step.agent]
+    model = resolve_model(unit, step.agent)
+    assert model is not None
+    return ResolvedAgent(
+        name=step.agent,
+        spec=agent,
+        model=model,
+        tools=agent.tools,
+        max_turns=step.max_turns or agent.max_turns,
+        budget=step.budget or agent.budget,
+    )
+
+
+def _retry(unit: Unit, step: Step) -> Retry:
+    retry = Retry()
+    for layer in (unit.config.defaults.retry, unit.wf.spec.defaults.retry, step.retry):
+        if layer is not None:
+            retry = layer.merged_over(retry)
+    return retry
+
+
+def _timeout(unit: Unit, step: Step) -> timedelta | None:
+    return step.timeout or unit.wf.spec.defaults.timeout or unit.config.defaults.timeout
+
+
+def _permissions(unit: Unit, step: AgentStep, context: ResolvedContext | None) -> EffectivePermissions:
+    agent = unit.wf.spec.agents[step.agent]
+    levels: list[PermissionLevel] = list(context.permission_levels()) if context else []
+    levels.append(PermissionLevel(source=f"agent {step.agent}", tools=agent.tools))
+    if agent.permissions is not None:
+        levels.append(permission_level(f"agent {step.agent}", agent.permissions))
+    if step.permissions is not None:
+        levels.append(permission_level(f"step {step.id}", step.permissions))
+    return EffectivePermissions(tuple(levels))

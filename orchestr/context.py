@@ -1,0 +1,220 @@
+"""The context tree: one node per file under `contexts/`, folders for children.
+
+A node's chain (root first) is rendered into every agent prompt as byte-identical text for an
+identical chain: rules accumulate, vars are overridden by children, permissions intersect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NewType
+
+from orchestr.errors import Diagnostic, Span, ValidationFailed, did_you_mean
+from orchestr.models import PERMISSION_KEYS, ContextNodeSpec, Permissions, Scalar
+from orchestr.permissions import PermissionLevel, subsumes
+from orchestr.source import Document, load_yaml
+from orchestr.spec import decode
+
+NodeId = NewType("NodeId", str)
+MAX_FILE_BYTES = 64_000
+CONTEXTS_DIR = "contexts"
+
+
+@dataclass(frozen=True)
+class ContextNode:
+    id: NodeId
+    spec: ContextNodeSpec
+    doc: Document
+
+    @property
+    def parent(self) -> NodeId | None:
+        head, _, _ = self.id.rpartition("/")
+        return NodeId(head) if head else None
+
+
+@dataclass(frozen=True)
+class ResolvedContext:
+    """A node's chain, root first, and what it adds up to."""
+
+    chain: tuple[ContextNode, ...]
+
+    @property
+    def id(self) -> NodeId:
+        return self.chain[-1].id
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return tuple(rule for node in self.chain for rule in node.spec.rules)
+
+    @property
+    def vars(self) -> dict[str, Scalar]:
+        merged: dict[str, Scalar] = {}
+        for node in self.chain:
+            merged.update(node.spec.vars)
+        return merged
+
+    def permission_levels(self) -> tuple[PermissionLevel, ...]:
+        return tuple(
+            permission_level(f"context {node.id}", node.spec.permissions) for node in self.chain
+        )
+
+
+def permission_level(source: str, permissions: Permissions) -> PermissionLevel:
+    return PermissionLevel(
+        source=source,
+        tools=permissions.tools,
+        read=permissions.read,
+        write=permissions.write,
+        commands=permissions.commands,
+        hosts=permissions.hosts,
+    )
+
+
+@dataclass(frozen=True)
+class ContextTree:
+    root: Path
+    nodes: Mapping[NodeId, ContextNode]
+
+    def resolve(self, node_id: str, *, span: Span | None = None) -> ResolvedContext:
+        """The chain of `node_id`, root first; ValidationFailed naming near misses."""
+        if node_id not in self.nodes:
+            raise ValidationFailed([self.unknown(node_id, span)])
+        chain: list[ContextNode] = []
+        current: NodeId | None = NodeId(node_id)
+        while current is not None:
+            node = self.nodes[current]
+            chain.append(node)
+            current = node.parent
+        return ResolvedContext(tuple(reversed(chain)))
+
+    def unknown(self, node_id: str, span: Span | None) -> Diagnostic:
+        suggestion = did_you_mean(node_id, set(self.nodes))
+        where = span or Span(CONTEXTS_DIR)
+        return Diagnostic(
+            where,
+            f"unknown context '{node_id}'" + (f"; {suggestion}" if suggestion else ""),
+            hint=f"create {CONTEXTS_DIR}/{node_id}.yaml or use one of: {', '.join(sorted(self.nodes)) or '(none)'}",
+        )
+
+    def children(self, node_id: NodeId | None) -> list[ContextNode]:
+        return [n for k, n in sorted(self.nodes.items()) if n.parent == node_id]
+
+
+def load_tree(root: Path, *, display_root: str = "") -> ContextTree:
+    """Load every node under `root/contexts`; ValidationFailed lists every problem found."""
+    base = root / CONTEXTS_DIR
+    nodes: dict[NodeId, ContextNode] = {}
+    problems: list[Diagnostic] = []
+    files = sorted([*base.rglob("*.yaml"), *base.rglob("*.yml")]) if base.is_dir() else []
+    for path in files:
+        node_id = NodeId(path.relative_to(base).with_suffix("").as_posix())
+        display = f"{display_root}{CONTEXTS_DIR}/{path.relative_to(base).as_posix()}"
+        try:
+            doc = load_yaml(path, display=display)
+            nodes[node_id] = ContextNode(node_id, decode(doc, ContextNodeSpec, what="context node"), doc)
+        except ValidationFailed as exc:
+            problems.extend(exc.diagnostics)
+    tree = ContextTree(root, nodes)
+    for node in nodes.values():
+        problems.extend(_node_problems(tree, node))
+    if problems:
+        raise ValidationFailed(problems)
+    return tree
+
+
+def _node_problems(tree: ContextTree, node: ContextNode) -> list[Diagnostic]:
+    problems: list[Diagnostic] = []
+    parent = node.parent
+    if parent is not None and parent not in tree.nodes:
+        problems.append(
+            Diagnostic(
+                node.doc.span(),
+                f"context '{node.id}' has no parent: {CONTEXTS_DIR}/{parent}.yaml does not exist",
+                hint=f"create {CONTEXTS_DIR}/{parent}.yaml (with at least `title:`) or move this file",
+            )
+        )
+    for i, name in enumerate(node.spec.files):
+        problems.extend(_file_problem(tree.root, name, node.doc.span(("files", i))))
+    if not problems:
+        problems.extend(_widening(tree, node))
+    return problems
+
+
+def _file_problem(root: Path, name: str, span: Span) -> list[Diagnostic]:
+    path = root / name
+    if not path.is_file():
+        return [Diagnostic(span, f"file '{name}' does not exist", hint="paths are relative to the project root")]
+    if path.stat().st_size > MAX_FILE_BYTES:
+        return [Diagnostic(span, f"file '{name}' is larger than {MAX_FILE_BYTES} bytes", hint="attach a summary instead")]
+    return []
+
+
+def _widening(tree: ContextTree, node: ContextNode) -> list[Diagnostic]:
+    """A child listing what no ancestor allows is an error: permissions only narrow going down.
+
+    Such an entry could never take effect (every level must allow an action), so it would only
+    mislead whoever reviews the file into thinking the agent may do it.
+    """
+    ancestors = tree.resolve(node.id).chain[:-1]
+    problems = []
+    for key in PERMISSION_KEYS:
+        for i, pattern in enumerate(getattr(node.spec.permissions, key) or ()):
+            for ancestor in ancestors:
+                allowed = getattr(ancestor.spec.permissions, key)
+                if allowed is not None and not subsumes(allowed, pattern, key):
+                    problems.append(
+                        Diagnostic(
+                            node.doc.span(("permissions", key, i)),
+                            f"permissions.{key} lists '{pattern}', which ancestor '{ancestor.id}' does not allow "
+                            f"({', '.join(allowed) or 'nothing'}); permissions only narrow going down the tree",
+                            hint=f"remove it, or allow it in {CONTEXTS_DIR}/{ancestor.id}.yaml first",
+                        )
+                    )
+                    break
+    return problems
+
+
+def render_context(context: ResolvedContext, root: Path) -> str:
+    """The exact text injected into an agent's prompt: deterministic for the same chain."""
+    parts = [
+        f'<context node="{context.id}">',
+        "You work inside this organisation context, inherited root first. "
+        "Every rule from every level applies; a rule from an upper level cannot be dropped.",
+    ]
+    for node in context.chain:
+        parts.append(_render_node(node, root))
+    variables = context.vars
+    if variables:
+        parts.append("## Variables in effect\n" + "\n".join(f"- {k}: {_scalar(v)}" for k, v in sorted(variables.items())))
+    rules = context.rules
+    if rules:
+        parts.append("## All rules in force\n" + "\n".join(f"{i}. {r}" for i, r in enumerate(rules, 1)))
+    parts.append("</context>")
+    return "\n\n".join(parts) + "\n"
+
+
+def _scalar(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _render_node(node: ContextNode, root: Path) -> str:
+    spec = node.spec
+    lines = [f"## {node.id}: {spec.title}"]
+    if spec.description.strip():
+        lines.append(spec.description.strip())
+    if spec.facts:
+        lines.append("Facts:\n" + "\n".join(f"- {f}" for f in spec.facts))
+    if spec.rules:
+        lines.append("Rules:\n" + "\n".join(f"- {r}" for r in spec.rules))
+    for name in spec.files:
+        lines.append(f'<file path="{name}">\n{_read_limited(root / name)}\n</file>')
+    return "\n\n".join(lines)
+
+
+def _read_limited(path: Path) -> str:
+    data = path.read_bytes()[:MAX_FILE_BYTES]
+    return data.decode("utf-8", errors="replace").rstrip("\n")

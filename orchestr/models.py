@@ -1,0 +1,372 @@
+"""Spec models: the strict, frozen shape of orchestr.yaml, context nodes and workflows.
+
+Parsing happens once, at the edge; everything past it works with these types. Every key in
+PRODUCT.md is here; anything else is an error (`extra="forbid"`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h|d)\s*)+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"
+
+
+def parse_duration(value: object) -> object:
+    """`90s`, `5m`, `1h30m`, `500ms`, `2d`, or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 90s, 5m or 1h, got a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if not isinstance(value, str) or not _DURATION.match(value):
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, like 90s, 5m, 1h or 1h30m")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    if seconds and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value.total_seconds() <= 0:
+        raise ValueError("must be longer than zero")
+    return value
+
+
+Duration: TypeAlias = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["90s", "5m", "1h"]}),
+]
+PositiveDuration: TypeAlias = Annotated[Duration, AfterValidator(_positive)]
+
+_MODEL_REF = re.compile(r"^[A-Za-z0-9_.-]+:\S+$")
+
+
+def _check_model_ref(value: str) -> str:
+    if not _MODEL_REF.match(value):
+        raise ValueError(
+            f"invalid model {value!r}: write provider:model, e.g. anthropic:claude-sonnet-4-6"
+        )
+    return value
+
+
+ModelRef: TypeAlias = Annotated[
+    str, AfterValidator(_check_model_ref), WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9_.-]+:\\S+$"})
+]
+
+
+def _scalar_to_text(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+EnvValue: TypeAlias = Annotated[str, BeforeValidator(_scalar_to_text)]
+Scalar: TypeAlias = str | bool | int | float
+StepIdText: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_-]*$", max_length=64)]
+EnvName: TypeAlias = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Retry(Strict):
+    """`attempts` counts every attempt, the first included."""
+
+    attempts: int = Field(default=1, ge=1, le=100)
+    backoff: Duration = timedelta(seconds=1)
+    max_backoff: Duration = timedelta(seconds=60)
+    on: tuple[Literal["error", "timeout", "unverified"], ...] = ("error", "timeout", "unverified")
+
+    def merged_over(self, base: Retry | None) -> Retry:
+        """This retry's explicitly set keys laid over `base`."""
+        if base is None:
+            return self
+        return base.model_copy(update={k: getattr(self, k) for k in self.model_fields_set})
+
+
+class Budget(Strict):
+    max_tokens: int = Field(ge=1)
+
+
+class Permissions(Strict):
+    """A ceiling: an action is allowed only if every level that sets its key allows it."""
+
+    tools: tuple[str, ...] | None = None
+    read: tuple[str, ...] | None = None
+    write: tuple[str, ...] | None = None
+    commands: tuple[str, ...] | None = None
+    hosts: tuple[str, ...] | None = None
+
+
+PERMISSION_KEYS = ("tools", "read", "write", "commands", "hosts")
+
+
+# --- the context tree -----------------------------------------------------------------------
+
+
+class ContextNodeSpec(Strict):
+    title: str = Field(min_length=1)
+    description: str = ""
+    facts: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    vars: dict[str, Scalar] = Field(default_factory=dict)
+    permissions: Permissions = Permissions()
+
+
+# --- verification checks --------------------------------------------------------------------
+
+
+class FileContains(Strict):
+    path: str
+    pattern: str
+
+
+class JsonSchemaTarget(Strict):
+    path: str | None = None
+    schema_: str | dict[str, Any] = Field(alias="schema")
+
+
+class ToolCallMatch(Strict):
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExitCodeCheck(Strict):
+    exit_code: int
+
+
+class FileExistsCheck(Strict):
+    file_exists: str
+
+
+class FileContainsCheck(Strict):
+    file_contains: FileContains
+
+
+class JsonSchemaCheck(Strict):
+    json_schema: JsonSchemaTarget
+
+
+class CommandCheck(Strict):
+    command: str
+    timeout: PositiveDuration = timedelta(seconds=60)
+
+
+class ExprCheck(Strict):
+    expr: str
+
+
+class ToolCalledCheck(Strict):
+    tool_called: ToolCallMatch
+
+
+CHECK_KINDS = ("exit_code", "file_exists", "file_contains", "json_schema", "command", "expr", "tool_called")
+
+
+def _check_kind(value: object) -> str | None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(by_alias=True)
+    if isinstance(value, dict):
+        kinds = [k for k in value if k in CHECK_KINDS]
+        return kinds[0] if len(kinds) == 1 else None
+    return None
+
+
+Check: TypeAlias = Annotated[
+    Annotated[ExitCodeCheck, Tag("exit_code")]
+    | Annotated[FileExistsCheck, Tag("file_exists")]
+    | Annotated[FileContainsCheck, Tag("file_contains")]
+    | Annotated[JsonSchemaCheck, Tag("json_schema")]
+    | Annotated[CommandCheck, Tag("command")]
+    | Annotated[ExprCheck, Tag("expr")]
+    | Annotated[ToolCalledCheck, Tag("tool_called")],
+    Discriminator(_check_kind),
+]
+
+
+def check_kind(check: Check) -> str:
+    kind = _check_kind(check)
+    assert kind is not None
+    return kind
+
+
+# --- workflows ------------------------------------------------------------------------------
+
+
+class Schedule(Strict):
+    cron: str
+    timezone: str = "UTC"
+    catchup: Literal["none", "latest", "all"] = "latest"
+    catchup_window: PositiveDuration = timedelta(hours=24)
+    overlap: Literal["skip", "queue"] = "skip"
+    deadline: PositiveDuration | None = None
+
+
+class InputSpec(Strict):
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    default: Scalar | None = None
+    description: str = ""
+    required: bool = False
+    enum: tuple[Scalar, ...] | None = None
+
+
+class OutputSpec(Strict):
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
+class AgentSpec(Strict):
+    model: ModelRef | None = None
+    instructions: str = ""
+    context: str | None = None
+    tools: tuple[str, ...] = ()
+    max_turns: int = Field(default=20, ge=1, le=500)
+    permissions: Permissions | None = None
+    budget: Budget | None = None
+
+
+class StepBase(Strict):
+    id: StepIdText
+    name: str | None = None
+    needs: Annotated[tuple[StepIdText, ...], BeforeValidator(_one_or_many)] = ()
+    if_: str | None = Field(default=None, alias="if")
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    timeout: PositiveDuration | None = None
+    retry: Retry | None = None
+    continue_on_error: bool = False
+    verify: tuple[Check, ...] = ()
+
+
+class ShellStep(StepBase):
+    run: str = Field(min_length=1)
+    cwd: str | None = None
+
+
+class AgentStep(StepBase):
+    agent: str
+    prompt: str = Field(min_length=1)
+    context: str | None = None
+    files: tuple[str, ...] = ()
+    output: OutputSpec | None = None
+    permissions: Permissions | None = None
+    budget: Budget | None = None
+    max_turns: int | None = Field(default=None, ge=1, le=500)
+
+
+def _step_kind(value: object) -> str | None:
+    if isinstance(value, ShellStep):
+        return "shell"
+    if isinstance(value, AgentStep):
+        return "agent"
+    if isinstance(value, dict):
+        has_run, has_agent = "run" in value, "agent" in value
+        if has_run != has_agent:
+            return "shell" if has_run else "agent"
+    return None
+
+
+Step: TypeAlias = Annotated[
+    Annotated[ShellStep, Tag("shell")] | Annotated[AgentStep, Tag("agent")],
+    Discriminator(_step_kind),
+]
+
+
+class WorkflowDefaults(Strict):
+    model: ModelRef | None = None
+    timeout: PositiveDuration | None = None
+    retry: Retry | None = None
+
+
+class WorkflowSpec(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")] | None = None
+    description: str = ""
+    context: str | None = None
+    schedule: Schedule | None = None
+    inputs: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], InputSpec] = Field(
+        default_factory=dict
+    )
+    secrets: tuple[EnvName, ...] = ()
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    budget: Budget | None = None
+    defaults: WorkflowDefaults = WorkflowDefaults()
+    agents: dict[str, AgentSpec] = Field(default_factory=dict)
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+
+# --- orchestr.yaml --------------------------------------------------------------------------
+
+
+class ProviderSpec(Strict):
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str | None = None
+    api_key_env: EnvName | None = None
+
+
+class McpServerSpec(Strict):
+    command: str
+    args: tuple[str, ...] = ()
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    timeout: PositiveDuration = timedelta(seconds=30)
+
+
+class ProjectDefaults(Strict):
+    model: ModelRef | None = None
+    timeout: PositiveDuration | None = None
+    retry: Retry | None = None
+    max_parallel: int | None = Field(default=None, ge=1, le=256)
+
+
+class ProjectConfig(Strict):
+    state_dir: str = ".orchestr"
+    defaults: ProjectDefaults = ProjectDefaults()
+    providers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ProviderSpec] = Field(
+        default_factory=dict
+    )
+    mcp_servers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")], McpServerSpec] = Field(
+        default_factory=dict
+    )
+    secrets: tuple[EnvName, ...] = ()
+
+    @model_validator(mode="after")
+    def _no_builtin_override(self) -> ProjectConfig:
+        for name in self.providers:
+            if name in ("anthropic", "openai"):
+                raise ValueError(
+                    f"provider '{name}' is built in; give the extra endpoint another name"
+                )
+        return self

@@ -1,0 +1,72 @@
+"""The Plan as Mermaid, Graphviz dot and JSON (pure functions)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from orchestr.models import format_duration
+from orchestr.plan import Plan, PlannedStep
+
+
+def _node_id(step_id: str) -> str:
+    return "s_" + re.sub(r"[^A-Za-z0-9_]", "_", step_id)
+
+
+def _label(step: PlannedStep) -> str:
+    detail = step.agent.name if step.agent else "shell"
+    return f"{step.id} ({detail})"
+
+
+def to_mermaid(plan: Plan) -> str:
+    lines = ["flowchart TD"]
+    for step in plan.steps.values():
+        shape = ("[[", "]]") if step.kind == "agent" else ("[", "]")
+        lines.append(f'    {_node_id(step.id)}{shape[0]}"{_label(step)}"{shape[1]}')
+    for step in plan.steps.values():
+        for need in step.needs:
+            lines.append(f"    {_node_id(need)} --> {_node_id(step.id)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(plan: Plan) -> str:
+    lines = [f"digraph {json.dumps(plan.workflow)} {{", "    rankdir=LR;", "    node [shape=box];"]
+    for step in plan.steps.values():
+        shape = ", style=rounded" if step.kind == "agent" else ""
+        lines.append(f"    {json.dumps(step.id)} [label={json.dumps(_label(step))}{shape}];")
+    for step in plan.steps.values():
+        for need in step.needs:
+            lines.append(f"    {json.dumps(need)} -> {json.dumps(step.id)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(plan: Plan) -> dict[str, object]:
+    schedule = plan.spec.schedule
+    return {
+        "workflow": plan.workflow,
+        "file": plan.display,
+        "schedule": schedule.model_dump(mode="json") if schedule else None,
+        "layers": [list(layer) for layer in plan.layers],
+        "steps": [_step_json(step) for step in plan.steps.values()],
+    }
+
+
+def _step_json(step: PlannedStep) -> dict[str, object]:
+    from orchestr.models import check_kind
+
+    return {
+        "id": step.id,
+        "kind": step.kind,
+        "needs": list(step.needs),
+        "layer": step.layer,
+        "context": step.context.id if step.context else None,
+        "context_chain": [n.id for n in step.context.chain] if step.context else [],
+        "agent": step.agent.name if step.agent else None,
+        "model": step.agent.model if step.agent else None,
+        "tools": list(step.agent.tools) if step.agent else [],
+        "permissions": step.permissions.summary() if step.permissions else None,
+        "timeout": format_duration(step.timeout) if step.timeout else None,
+        "retry": step.retry.model_dump(mode="json"),
+        "verify": [check_kind(c) for c in step.spec.verify],
+    }

@@ -1,0 +1,117 @@
+"""A user's repository: orchestr.yaml, contexts/ and workflows/, found and loaded from disk."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from orchestr.context import ContextTree, load_tree
+from orchestr.errors import Diagnostic, Span, UsageError, ValidationFailed, did_you_mean
+from orchestr.models import ProjectConfig, WorkflowSpec
+from orchestr.source import Document, load_yaml
+from orchestr.spec import decode
+
+CONFIG_FILE = "orchestr.yaml"
+WORKFLOWS_DIR = "workflows"
+
+
+@dataclass(frozen=True)
+class LoadedWorkflow:
+    name: str
+    path: Path
+    display: str
+    spec: WorkflowSpec
+    doc: Document
+
+
+def find_root(start: Path) -> Path:
+    """The nearest folder at or above `start` holding orchestr.yaml or workflows/."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file() or (folder / WORKFLOWS_DIR).is_dir():
+            return folder
+    return start
+
+
+def display_path(path: Path) -> str:
+    """How a path appears in messages: relative to the working directory when inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @cached_property
+    def config(self) -> ProjectConfig:
+        path = self.root / CONFIG_FILE
+        if not path.is_file():
+            return ProjectConfig()
+        return decode(load_yaml(path, display=display_path(path)), ProjectConfig, what="project config")
+
+    @cached_property
+    def tree(self) -> ContextTree:
+        return load_tree(self.root, display_root=_prefix(self.root))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / self.config.state_dir
+
+    def workflow_files(self) -> list[Path]:
+        folder = self.root / WORKFLOWS_DIR
+        if not folder.is_dir():
+            return []
+        return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+    def load_workflow(self, path: Path) -> LoadedWorkflow:
+        display = display_path(path)
+        doc = load_yaml(path, display=display)
+        spec = decode(doc, WorkflowSpec, what="workflow")
+        return LoadedWorkflow(spec.name or path.stem, path, display, spec, doc)
+
+    def find_workflow(self, ref: str) -> LoadedWorkflow:
+        """WORKFLOW is a workflow's name or its file's path."""
+        as_path = Path(ref)
+        if as_path.suffix in (".yaml", ".yml") or os.sep in ref:
+            if not as_path.is_file():
+                raise UsageError(f"{ref}: workflow file not found")
+            return self.load_workflow(as_path)
+        for path in self.workflow_files():
+            if path.stem == ref:
+                return self.load_workflow(path)
+        names = self.workflow_names()
+        if ref in names:
+            return self.load_workflow(names[ref])
+        suggestion = did_you_mean(ref, set(names))
+        known = ", ".join(sorted(names)) or f"none: {WORKFLOWS_DIR}/ has no workflow files"
+        raise UsageError(
+            f"unknown workflow '{ref}'" + (f"; {suggestion}" if suggestion else "") + f" (known: {known})"
+        )
+
+    def workflow_names(self) -> dict[str, Path]:
+        """Each workflow's name (its `name:` or file stem) to its file; unreadable files by stem."""
+        names: dict[str, Path] = {}
+        for path in self.workflow_files():
+            try:
+                names[self.load_workflow(path).name] = path
+            except ValidationFailed:
+                names[path.stem] = path
+        return names
+
+
+def _prefix(root: Path) -> str:
+    shown = display_path(root)
+    return "" if shown in ("", ".") else shown.rstrip("/") + "/"
+
+
+def no_workflows(root: Path) -> Diagnostic:
+    return Diagnostic(
+        Span(display_path(root / WORKFLOWS_DIR)),
+        "no workflow files found",
+        hint=f"add a workflow as {WORKFLOWS_DIR}/NAME.yaml (see `orchestr schema workflow`)",
+    )

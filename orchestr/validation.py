@@ -1,0 +1,95 @@
+"""`orchestr validate`: check config, contexts and workflows, collecting every problem."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestr.errors import Diagnostic, Span, ValidationFailed
+from orchestr.project import CONFIG_FILE, Project, find_root, no_workflows
+
+
+@dataclass
+class Report:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    workflows: list[str] = field(default_factory=list)
+    contexts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+    def collect(self, exc: ValidationFailed) -> None:
+        self.diagnostics.extend(exc.diagnostics)
+
+
+def validate_paths(paths: list[Path], *, default_root: Path) -> Report:
+    report = Report()
+    if not paths:
+        _validate_project(Project(default_root), report)
+    for path in paths:
+        if path.is_dir():
+            _validate_project(Project(path.resolve()), report)
+        elif not path.exists():
+            report.diagnostics.append(Diagnostic(Span(str(path)), "no such file or directory"))
+        else:
+            _validate_file(path, report)
+    report.diagnostics.sort(key=lambda d: (d.span, d.message))
+    return report
+
+
+def _validate_project(project: Project, report: Report) -> None:
+    _load_shared(project, report)
+    files = project.workflow_files()
+    if not files:
+        report.diagnostics.append(no_workflows(project.root))
+    for path in files:
+        _validate_workflow(project, path, report)
+
+
+def _load_shared(project: Project, report: Report) -> bool:
+    """Config and tree; False if either is broken (workflows are then checked for shape only)."""
+    ok = True
+    try:
+        _ = project.config
+    except ValidationFailed as exc:
+        report.collect(exc)
+        ok = False
+    try:
+        report.contexts = len(project.tree.nodes)
+    except ValidationFailed as exc:
+        report.collect(exc)
+        ok = False
+    return ok
+
+
+def _validate_workflow(project: Project, path: Path, report: Report, *, shared_ok: bool | None = None) -> None:
+    from orchestr.compiler import compile_workflow
+
+    try:
+        workflow = project.load_workflow(path)
+        if shared_ok is not False and _shared_loaded(project):
+            compile_workflow(workflow, project.tree, project.config)
+        report.workflows.append(workflow.name)
+    except ValidationFailed as exc:
+        report.collect(exc)
+
+
+def _shared_loaded(project: Project) -> bool:
+    try:
+        _ = project.config, project.tree
+    except ValidationFailed:
+        return False
+    return True
+
+
+def _validate_file(path: Path, report: Report) -> None:
+    project = Project(find_root(path.parent))
+    resolved = path.resolve()
+    if path.name == CONFIG_FILE:
+        _load_shared(project, report)
+    elif (project.root / "contexts") in resolved.parents:
+        _load_shared(project, report)
+    else:
+        shared_ok = _load_shared(project, report)
+        _validate_workflow(project, path, report, shared_ok=shared_ok)
