@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from orchestr import __version__
-from orchestr.cli import commands_context, commands_plan, commands_schema, commands_validate
+from orchestr.cli import (
+    commands_context,
+    commands_plan,
+    commands_run,
+    commands_runs,
+    commands_schema,
+    commands_validate,
+)
 from orchestr.cli.common import STATE
 
 app = typer.Typer(
@@ -44,6 +51,8 @@ def _root(
 commands_validate.register(app)
 commands_context.register(app)
 commands_plan.register(app)
+commands_run.register(app)
+commands_runs.register(app)
 commands_schema.register(app)
 
 

@@ -1,0 +1,92 @@
+"""`orchestr run WORKFLOW ...`"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from orchestr.cli.common import console, handle_errors, project
+
+if TYPE_CHECKING:
+    from orchestr.plan import Plan
+    from orchestr.steps.base import StepRunner
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def runners_for(plan: Plan, *, record: Path | None, replay: Path | None, attach: list[Path],
+                allow: list[str]) -> dict[str, StepRunner]:
+    from orchestr.steps.shell import ShellRunner
+
+    runners: dict[str, StepRunner] = {"shell": ShellRunner()}
+    if any(step.kind == "agent" for step in plan.steps.values()):
+        from orchestr.steps.agent import build_agent_runner
+
+        runners["agent"] = build_agent_runner(plan, record=record, replay=replay, attach=attach, allow=allow)
+    return runners
+
+
+@handle_errors
+def run(
+    workflow: Annotated[str, typer.Argument(help="A workflow's name or its file's path.")],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", min=1, help="Steps at once (default 8).")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="Write JSON-lines events to FILE.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report to FILE.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Resume RUN (or `last`): re-run unverified steps.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Compile and show the plan; run nothing.")] = False,
+    record: Annotated[Path | None, typer.Option("--record", help="Record every model exchange to FILE.")] = None,
+    replay: Annotated[Path | None, typer.Option("--replay", help="Replay model exchanges from FILE: no network, no key.")] = None,
+    attach: Annotated[list[Path] | None, typer.Option("--attach", help="Add FILE to every agent prompt (repeatable).")] = None,
+    allow: Annotated[list[str] | None, typer.Option("--allow", help="Grant KEY:VALUE for this run, within the context ceiling.")] = None,
+    slot: Annotated[str | None, typer.Option("--slot", hidden=True)] = None,
+    trigger: Annotated[str, typer.Option("--trigger", hidden=True)] = "manual",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the steps' output lines.")] = False,
+) -> None:
+    """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
+    from orchestr.compiler import compile_workflow
+    from orchestr.errors import UsageError
+    from orchestr.runner import RunRequest, execute, parse_inputs
+    from orchestr.trace import LiveTrace, PlainTrace, render_summary
+
+    if record and replay:
+        raise UsageError("--record and --replay cannot be used together")
+    proj = project()
+    plan = compile_workflow(proj.find_workflow(workflow), proj.tree, proj.config)
+    out = console()
+    if dry_run:
+        from orchestr.render import render_plan
+
+        parse_inputs(plan.spec.inputs, inputs or [])
+        out.print(render_plan(plan))
+        return
+    runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
+    request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
+                         resume=resume, trigger=trigger, slot=slot, record=record, replay=replay,
+                         attach=list(attach or []), allow=list(allow or []))
+    live = out.is_terminal and not quiet
+    trace = LiveTrace(out, verbose=verbose) if live else PlainTrace(out, verbose=verbose, quiet=quiet)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if isinstance(trace, LiveTrace):
+            with trace:
+                result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
+        else:
+            result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out.print(render_summary(plan, result.run_id, result.outcome))
+    sys.stdout.flush()
+    raise typer.Exit(int(result.outcome.exit_code))

@@ -1,0 +1,367 @@
+"""Runs a Plan: ready steps in parallel, retries with backoff, timeouts, verification, records.
+
+The engine knows step runners, the store and event sinks only through their protocols.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
+
+from orchestr.errors import ExitCode
+from orchestr.events import EventBus, iso, utc_now
+from orchestr.expressions import ExpressionError, condition_source, evaluate, render_text, truthy
+from orchestr.plan import Plan, PlannedStep, StepId
+from orchestr.processes import ProcessRegistry
+from orchestr.steps.base import ActionResult, Attempt, CheckResult, StepRunner, Usage
+from orchestr.verify import CheckContext, run_checks
+
+StepStatus = Literal["pending", "running", "succeeded", "failed", "unverified", "skipped", "cancelled"]
+AttemptKind = Literal["succeeded", "unverified", "error", "timeout", "cancelled"]
+TERMINAL = ("succeeded", "failed", "unverified", "skipped", "cancelled")
+HEARTBEAT_SECONDS = 10.0
+
+
+class RunRecorder(Protocol):
+    """The part of the store the engine writes to."""
+
+    def heartbeat(self, run_id: str) -> None: ...
+
+    def save_step(self, run_id: str, step_id: str, *, status: str, attempts: int, started_at: str | None,
+                  outputs: Mapping[str, object], output: object, reason: str | None,
+                  tokens: Mapping[str, int]) -> None: ...
+
+    def save_attempt(self, run_id: str, step_id: str, attempt: int, **fields: object) -> None: ...
+
+
+@dataclass
+class StepState:
+    status: StepStatus = "pending"
+    attempts: int = 0
+    reason: str | None = None
+    outputs: dict[str, object] = field(default_factory=dict)
+    output: object = None
+    started_at: datetime | None = None
+    duration: float = 0.0
+    verification: list[CheckResult] = field(default_factory=list)
+    usage: Usage = Usage()
+
+    def scope(self) -> dict[str, object]:
+        return {"outputs": self.outputs, "output": self.output, "status": self.status}
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    kind: AttemptKind
+    result: ActionResult
+    checks: list[CheckResult]
+    number: int
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    status: Literal["succeeded", "failed", "unverified", "cancelled"]
+    exit_code: int
+    steps: Mapping[StepId, StepState]
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    run_id: str
+    root: Path
+    work_dir: Path
+    max_parallel: int = 8
+    base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+class Engine:
+    def __init__(self, plan: Plan, *, config: EngineConfig, bus: EventBus, recorder: RunRecorder,
+                 runners: Mapping[str, StepRunner]) -> None:
+        self.plan = plan
+        self.config = config
+        self.bus = bus
+        self.recorder = recorder
+        self.runners = runners
+        self.cancel = threading.Event()
+        self.processes = ProcessRegistry()
+        self.states: dict[StepId, StepState] = {s: StepState() for s in plan.steps}
+        self.inputs: dict[str, object] = {}
+        self._workflow_env: dict[str, str] = {}
+        self._futures: dict[Future[None], StepId] = {}
+
+    # --- the run ------------------------------------------------------------------------------
+
+    def run(self, inputs: Mapping[str, object], *, prior: Mapping[StepId, StepState] | None = None) -> RunOutcome:
+        self.inputs = dict(inputs)
+        for step_id, state in (prior or {}).items():
+            if step_id in self.states:
+                self.states[step_id] = state
+        self.bus.emit("run.started", inputs=self.inputs, resumed=bool(prior),
+                      steps=[s for s in self.plan.steps], kept=[s for s, st in (prior or {}).items() if st.status in TERMINAL])
+        stop_heartbeat = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(stop_heartbeat,), daemon=True)
+        beat.start()
+        try:
+            self._workflow_env = self._render_workflow_env()
+            self._schedule()
+        finally:
+            stop_heartbeat.set()
+        outcome = self._outcome()
+        self.bus.emit("run.finished", status=outcome.status, exit_code=outcome.exit_code,
+                      tokens=outcome.usage.to_json())
+        return outcome
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            self.recorder.heartbeat(self.config.run_id)
+
+    def _stop(self) -> None:
+        """Ctrl-C or SIGTERM: stop every child process group, mark what did not finish."""
+        self.cancel.set()
+        self.processes.stop_all()
+        self._pool_wait()
+        for step_id, state in self.states.items():
+            if state.status in ("pending", "running"):
+                state.status, state.reason = "cancelled", "the run was cancelled"
+                self._save_step(step_id, state)
+
+    def _pool_wait(self) -> None:
+        pending = list(self._futures)
+        while pending:
+            try:
+                wait(pending)
+                return
+            except KeyboardInterrupt:
+                self.processes.stop_all()
+
+    def _schedule(self) -> None:
+        with ThreadPoolExecutor(max_workers=self.config.max_parallel, thread_name_prefix="step") as pool:
+            try:
+                while True:
+                    self._start_ready(pool)
+                    if not self._futures:
+                        return
+                    done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
+                    for future in done:
+                        del self._futures[future]
+                        future.result()
+            except KeyboardInterrupt:
+                # Inside the pool's block: its exit waits for steps, which must be stopped first.
+                self._stop()
+
+    def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+        for step_id, step in self.plan.steps.items():
+            if len(self._futures) >= self.config.max_parallel:
+                return
+            state = self.states[step_id]
+            if state.status != "pending" or any(self.states[n].status not in TERMINAL for n in step.needs):
+                continue
+            blocked = self._blocked_by(step)
+            if blocked is not None:
+                self._finish_without_running(step_id, "skipped", blocked)
+                continue
+            condition = self._condition(step)
+            if condition is not None:
+                self._finish_without_running(step_id, *condition)
+                continue
+            state.status = "running"
+            self._futures[pool.submit(self._execute, step)] = step_id
+
+    def _blocked_by(self, step: PlannedStep) -> str | None:
+        for need in step.needs:
+            need_state = self.states[need]
+            if need_state.status == "succeeded":
+                continue
+            if need_state.status == "failed" and self.plan.steps[need].spec.continue_on_error:
+                continue
+            if need_state.status == "skipped" and need_state.reason == "condition was false":
+                return f"needs '{need}', which was skipped by its condition"
+            return f"needs '{need}', which {_past(need_state.status)}"
+        return None
+
+    def _condition(self, step: PlannedStep) -> tuple[StepStatus, str] | None:
+        if step.spec.if_ is None:
+            return None
+        try:
+            value = evaluate(condition_source(step.spec.if_), self._scope(step))
+        except ExpressionError as exc:
+            return "failed", f"if: {exc}"
+        return None if truthy(value) else ("skipped", "condition was false")
+
+    def _finish_without_running(self, step_id: StepId, status: StepStatus, reason: str) -> None:
+        state = self.states[step_id]
+        state.status, state.reason = status, reason
+        self.bus.emit("step.finished", step=step_id, status=status, reason=reason, attempts=state.attempts, duration_ms=0)
+        self._save_step(step_id, state)
+
+    # --- one step -----------------------------------------------------------------------------
+
+    def _execute(self, step: PlannedStep) -> None:
+        state = self.states[step.id]
+        first = state.attempts
+        state.started_at = utc_now()
+        began = time.monotonic()
+        retrying = Retrying(
+            stop=stop_after_attempt(step.retry.attempts),
+            wait=wait_exponential_jitter(initial=step.retry.backoff.total_seconds(),
+                                         max=step.retry.max_backoff.total_seconds(),
+                                         jitter=step.retry.backoff.total_seconds() / 2),
+            retry=retry_if_result(lambda o: self._should_retry(step, o)),
+            sleep=self._sleep,
+            before_sleep=lambda rs: self._announce_retry(step, rs),
+            retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None,
+        )
+        numbers = itertools.count(first + 1)
+        outcome: AttemptOutcome = retrying(lambda: self._attempt(step, next(numbers)))
+        state.duration = time.monotonic() - began
+        self._settle(step, state, outcome)
+
+    def _should_retry(self, step: PlannedStep, outcome: AttemptOutcome) -> bool:
+        if self.cancel.is_set():
+            return False
+        mapped = {"error": "error", "timeout": "timeout", "unverified": "unverified"}.get(outcome.kind)
+        return mapped is not None and mapped in step.retry.on
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise KeyboardInterrupt
+
+    def _announce_retry(self, step: PlannedStep, rs: RetryCallState) -> None:
+        outcome = rs.outcome.result() if rs.outcome else None
+        wait_s = rs.next_action.sleep if rs.next_action else 0.0
+        reason = _reason(outcome) if outcome else "retrying"
+        self.bus.emit("step.retry", step=step.id, attempt=outcome.number if outcome else None,
+                      reason=reason, wait_seconds=round(wait_s, 3))
+
+    def _attempt(self, step: PlannedStep, number: int) -> AttemptOutcome:
+        state = self.states[step.id]
+        state.attempts = number
+        started = utc_now()
+        self.bus.emit("step.started", step=step.id, attempt=number, kind=step.kind)
+        scope = self._scope(step)
+        try:
+            env = self._step_env(step, scope, number)
+        except ExpressionError as exc:
+            result = ActionResult("error", error=f"env: {exc}")
+        else:
+            attempt = Attempt(
+                run_id=self.config.run_id, workflow=self.plan.workflow, step=step, number=number,
+                root=self.config.root, work_dir=self.config.work_dir, env=env, scope=scope, bus=self.bus,
+                cancel=self.cancel, processes=self.processes,
+                timeout=step.timeout.total_seconds() if step.timeout else None,
+                verify=lambda r: self._verify(step, number, r, scope, env),
+            )
+            result = self.runners[step.kind].run(attempt)
+        checks = result.verification
+        if checks is None:
+            checks = self._verify(step, number, result, scope, env) if result.status == "ok" else []
+        outcome = AttemptOutcome(_classify(result, checks), result, checks, number)
+        self.recorder.save_attempt(
+            self.config.run_id, step.id, number, status=outcome.kind, started_at=iso(started),
+            finished_at=iso(utc_now()), exit_code=result.exit_code, error=_reason(outcome) if outcome.kind != "succeeded" else None,
+            stdout_tail=self.bus.redactor.text(result.stdout_tail), stderr_tail=self.bus.redactor.text(result.stderr_tail),
+            verification=[c.to_json() for c in checks], tool_calls=self.bus.redactor.value([c.to_json() for c in result.tool_calls]),
+            tokens=result.usage.to_json(),
+        )
+        state.usage = state.usage + result.usage
+        return outcome
+
+    def _verify(self, step: PlannedStep, number: int, result: ActionResult, scope: Mapping[str, object],
+                env: Mapping[str, str]) -> list[CheckResult]:
+        own = {**scope, "steps": {**scope["steps"], step.id: {"outputs": result.outputs, "output": result.output,  # type: ignore[dict-item]
+                                                             "status": "running"}}}
+        checks = run_checks(step.spec.verify, result, CheckContext(self.config.root, own, env, self.processes))
+        for check in checks:
+            self.bus.emit("verify.result", step=step.id, attempt=number, check=check.check, target=check.target,
+                          passed=check.passed, detail=check.detail)
+        return checks
+
+    def _settle(self, step: PlannedStep, state: StepState, outcome: AttemptOutcome) -> None:
+        status: StepStatus = {"succeeded": "succeeded", "unverified": "unverified", "cancelled": "cancelled"}.get(
+            outcome.kind, "failed")  # type: ignore[assignment]
+        state.status = status
+        state.reason = None if status == "succeeded" else _reason(outcome)
+        state.outputs, state.output, state.verification = outcome.result.outputs, outcome.result.output, outcome.checks
+        self.bus.emit("step.finished", step=step.id, attempt=outcome.number, status=status, reason=state.reason,
+                      attempts=state.attempts, duration_ms=round(state.duration * 1000, 1),
+                      tokens=state.usage.to_json())
+        self._save_step(step.id, state)
+
+    def _save_step(self, step_id: StepId, state: StepState) -> None:
+        self.recorder.save_step(
+            self.config.run_id, step_id, status=state.status, attempts=state.attempts,
+            started_at=iso(state.started_at) if state.started_at else None,
+            outputs=self.bus.redactor.value(state.outputs),  # type: ignore[arg-type]
+            output=self.bus.redactor.value(state.output), reason=state.reason, tokens=state.usage.to_json(),
+        )
+
+    # --- scope and environment ----------------------------------------------------------------
+
+    def _scope(self, step: PlannedStep | None) -> dict[str, object]:
+        context_vars = step.context.vars if step is not None and step.context is not None else {}
+        return {
+            "inputs": self.inputs,
+            "vars": context_vars,
+            "env": {**self.config.base_env, **self._workflow_env},
+            "steps": {s: st.scope() for s, st in self.states.items()},
+        }
+
+    def _render_workflow_env(self) -> dict[str, str]:
+        scope = self._scope(None)
+        return {k: render_text(v, scope) for k, v in self.plan.spec.env.items()}
+
+    def _step_env(self, step: PlannedStep, scope: Mapping[str, object], number: int) -> dict[str, str]:
+        env = {**self.config.base_env, **self._workflow_env}
+        env.update({k: render_text(v, scope) for k, v in step.spec.env.items()})
+        env.update({
+            "ORCHESTR_RUN_ID": self.config.run_id, "ORCHESTR_WORKFLOW": self.plan.workflow,
+            "ORCHESTR_STEP": step.id, "ORCHESTR_ATTEMPT": str(number),
+            "ORCHESTR_PROJECT": str(self.config.root),
+        })
+        return env
+
+    # --- the verdict --------------------------------------------------------------------------
+
+    def _outcome(self) -> RunOutcome:
+        states = self.states.values()
+        usage = sum((s.usage for s in states), Usage())
+        if self.cancel.is_set():
+            return RunOutcome("cancelled", ExitCode.CANCELLED, self.states, usage)
+        blocking = [
+            (sid, st) for sid, st in self.states.items()
+            if st.status in ("failed", "cancelled") and not self.plan.steps[sid].spec.continue_on_error
+        ]
+        if blocking:
+            return RunOutcome("failed", ExitCode.FAILED, self.states, usage)
+        if any(st.status == "unverified" for st in states):
+            return RunOutcome("unverified", ExitCode.UNVERIFIED, self.states, usage)
+        return RunOutcome("succeeded", ExitCode.OK, self.states, usage)
+
+
+def _classify(result: ActionResult, checks: list[CheckResult]) -> AttemptKind:
+    if result.status == "ok":
+        return "succeeded" if all(c.passed for c in checks) else "unverified"
+    return result.status
+
+
+def _reason(outcome: AttemptOutcome) -> str:
+    if outcome.kind == "unverified":
+        failed = [c for c in outcome.checks if not c.passed]
+        return "; ".join(f"{c.check} {c.target}: {c.detail}" for c in failed) or "verification failed"
+    return outcome.result.error or outcome.kind
+
+
+def _past(status: str) -> str:
+    return {"failed": "failed", "unverified": "was not verified", "cancelled": "was cancelled",
+            "skipped": "was skipped"}.get(status, status)

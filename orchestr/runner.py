@@ -1,0 +1,211 @@
+"""`orchestr run`: inputs, lock, record, resume, sinks and the engine, put together."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from orchestr.engine import Engine, EngineConfig, RunOutcome, StepState
+from orchestr.errors import UsageError, did_you_mean
+from orchestr.events import EventBus, EventSink, JsonLinesSink, LogSink, Redactor
+from orchestr.lock import WorkflowLock
+from orchestr.models import InputSpec
+from orchestr.plan import Plan, StepId
+from orchestr.project import Project
+from orchestr.steps.base import StepRunner
+from orchestr.store import Store
+
+PROVIDER_KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
+DEFAULT_MAX_PARALLEL = 8
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    inputs: Sequence[str] = ()
+    max_parallel: int | None = None
+    events_file: Path | None = None
+    junit_file: Path | None = None
+    resume: str | None = None
+    trigger: str = "manual"
+    slot: str | None = None
+    record: Path | None = None
+    replay: Path | None = None
+    attach: Sequence[Path] = ()
+    allow: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    outcome: RunOutcome
+    resumed: bool
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def parse_inputs(specs: Mapping[str, InputSpec], raw: Sequence[str]) -> dict[str, object]:
+    """`-i key=value` pairs, typed and checked against the workflow's inputs."""
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for item in raw:
+        key, sep, text = item.partition("=")
+        if not sep:
+            problems.append(f"-i {item!r}: write key=value")
+        elif key not in specs:
+            suggestion = did_you_mean(key, set(specs))
+            problems.append(f"unknown input '{key}'" + (f"; {suggestion}" if suggestion else "")
+                            + f" (inputs: {', '.join(specs) or 'none'})")
+        else:
+            try:
+                values[key] = _typed(specs[key], text)
+            except ValueError as exc:
+                problems.append(f"input '{key}': {exc}")
+    for name, spec in specs.items():
+        if name not in values:
+            if spec.default is not None:
+                values[name] = spec.default
+            elif spec.required:
+                problems.append(f"missing required input '{name}': pass -i {name}=VALUE")
+            else:
+                values[name] = None
+    if problems:
+        raise UsageError("; ".join(problems))
+    return values
+
+
+def _typed(spec: InputSpec, text: str) -> object:
+    value: object = text
+    if spec.type == "integer":
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    elif spec.type == "number":
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    elif spec.type == "boolean":
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        value = text.lower() in ("true", "1", "yes")
+    if spec.enum is not None and value not in spec.enum:
+        raise ValueError(f"{text!r} is not one of {', '.join(map(str, spec.enum))}")
+    return value
+
+
+def secret_values(project: Project, plan: Plan, env: Mapping[str, str]) -> list[str]:
+    names = {*plan.secrets, *PROVIDER_KEY_VARS}
+    names.update(p.api_key_env for p in project.config.providers.values() if p.api_key_env)
+    return [env[n] for n in names if env.get(n)]
+
+
+class StoreSink:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def emit(self, event: object) -> None:
+        from orchestr.events import Event
+
+        assert isinstance(event, Event)
+        self.store.append_event(event)
+
+
+def _prior(store: Store, run_id: str) -> dict[StepId, StepState]:
+    """What a resumed run keeps: verified steps with their outputs; the rest run again."""
+    prior: dict[StepId, StepState] = {}
+    for row in store.steps(run_id):
+        kept = row["status"] == "succeeded"
+        prior[StepId(row["step_id"])] = StepState(
+            status="succeeded" if kept else "pending",
+            attempts=row["attempts"],
+            outputs=row["outputs"] if kept else {},
+            output=row["output"] if kept else None,
+        )
+    return prior
+
+
+def execute(
+    project: Project,
+    plan: Plan,
+    request: RunRequest,
+    *,
+    runners: Mapping[str, StepRunner],
+    sinks: Sequence[EventSink] = (),
+    log_sinks: Sequence[LogSink] = (),
+    run_id: str | None = None,
+) -> RunResult:
+    store = Store(project.state_dir)
+    try:
+        return _execute(project, plan, request, store, runners, list(sinks), list(log_sinks), run_id)
+    finally:
+        store.close()
+
+
+def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, runners: Mapping[str, StepRunner],
+             sinks: list[EventSink], log_sinks: list[LogSink], run_id: str | None) -> RunResult:
+    from orchestr.events import utc_now
+
+    prior: dict[StepId, StepState] = {}
+    if request.resume:
+        found = store.find_run(request.resume, workflow=plan.workflow)
+        if found is None or found.workflow != plan.workflow:
+            raise UsageError(f"no run '{request.resume}' of workflow '{plan.workflow}' to resume (see `orchestr runs`)")
+        run_id, inputs = found.id, found.inputs
+        if found.effective_status == "running":
+            raise UsageError(f"run {found.id} is still running (pid {found.pid}); it cannot be resumed")
+    else:
+        run_id = run_id or new_run_id(utc_now())
+        inputs = parse_inputs(plan.spec.inputs, request.inputs)
+    lock = WorkflowLock(project.state_dir, plan.workflow)
+    lock.acquire(run_id)
+    events_sink = JsonLinesSink(request.events_file) if request.events_file else None
+    try:
+        if request.resume:
+            prior = _prior(store, run_id)
+            store.reopen_run(run_id)
+        else:
+            store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger, inputs=inputs,
+                             options=_options(request), slot=request.slot)
+        bus = EventBus(run=run_id, workflow=plan.workflow,
+                       redactor=Redactor(secret_values(project, plan, request.env)),
+                       sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks], log_sinks=log_sinks)
+        config = EngineConfig(run_id=run_id, root=project.root, work_dir=project.state_dir / "runs" / run_id,
+                              max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,
+                              base_env=request.env)
+        engine = Engine(plan, config=config, bus=bus, recorder=store, runners=runners)
+        outcome = engine.run(inputs, prior=prior)
+        store.finish_run(run_id, status=outcome.status, exit_code=outcome.exit_code,
+                         error=_first_reason(outcome), tokens=outcome.usage.to_json())
+    finally:
+        if events_sink:
+            events_sink.close()
+        lock.release()
+    if request.junit_file:
+        from orchestr.junit import write_junit
+
+        write_junit(request.junit_file, plan, run_id, outcome)
+    return RunResult(run_id, outcome, bool(request.resume))
+
+
+def _options(request: RunRequest) -> dict[str, object]:
+    return {
+        "max_parallel": request.max_parallel,
+        "attach": [str(p) for p in request.attach],
+        "allow": list(request.allow),
+        "replay": str(request.replay) if request.replay else None,
+    }
+
+
+def _first_reason(outcome: RunOutcome) -> str | None:
+    for step_id, state in outcome.steps.items():
+        if state.status in ("failed", "unverified", "cancelled"):
+            return f"{step_id}: {state.reason}"
+    return None

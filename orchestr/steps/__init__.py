@@ -1,0 +1,1 @@
+"""Step runners: one per step kind, behind the StepRunner protocol in orchestr.steps.base."""

@@ -1,0 +1,155 @@
+"""The run trace: plain timestamped lines in CI logs, a Rich live view on a terminal.
+
+Sinks receive events from the bus; they render, never decide. The Console is handed in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from orchestr.events import Event, LogLine
+
+if TYPE_CHECKING:
+    from orchestr.engine import RunOutcome
+    from orchestr.plan import Plan
+
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "unverified": "yellow", "skipped": "dim",
+                "cancelled": "magenta", "pending": "dim", "running": "cyan"}
+STATUS_MARK = {"succeeded": "✓", "failed": "✗", "unverified": "!", "skipped": "-", "cancelled": "⊘"}
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = text.replace("\n", "⏎")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe(event: Event) -> Text | None:
+    """One human line for an event (without timestamp), or None for events shown elsewhere."""
+    d = event.data
+    step = event.step or ""
+    if event.event == "run.started":
+        return Text.assemble(("run ", "bold"), (event.run, "bold cyan"), f" of {event.workflow} started",
+                             " (resumed)" if d.get("resumed") else "")
+    if event.event == "step.started":
+        return Text.assemble(("▶ ", "cyan"), (step, "bold"), f" attempt {event.attempt}")
+    if event.event == "step.retry":
+        return Text.assemble(("↻ ", "yellow"), (step, "bold"), f" attempt {event.attempt} did not pass: ",
+                             _short(d.get("reason"), 120), f"; retrying in {d.get('wait_seconds')}s")
+    if event.event == "verify.result":
+        ok = bool(d.get("passed"))
+        return Text.assemble(("  ✓ " if ok else "  ✗ ", "green" if ok else "red"), f"{step} verify {d.get('check')} ",
+                             _short(d.get("target")), f": {_short(d.get('detail'), 100)}")
+    if event.event == "tool.call":
+        outcome = str(d.get("outcome"))
+        style = {"ok": "green", "denied": "red", "error": "yellow"}.get(outcome, "")
+        return Text.assemble("  ↳ ", (step, "bold"), f" tool {d.get('tool')} ", (_short(d.get("args")), "dim"), " ",
+                             (outcome, style), f" {d.get('duration_ms')}ms {d.get('result_chars')} chars")
+    if event.event == "model.call":
+        return Text.assemble("  ↳ ", (step, "bold"), f" model {d.get('provider')}:{d.get('model')} ",
+                             f"in={d.get('tokens_in')} out={d.get('tokens_out')} cached={d.get('tokens_cached')} ",
+                             f"{d.get('duration_ms')}ms", f" ({d.get('error')})" if d.get("error") else "")
+    if event.event == "step.finished":
+        status = str(d.get("status"))
+        line = Text.assemble((STATUS_MARK.get(status, "?") + " ", STATUS_STYLE.get(status, "")), (step, "bold"),
+                             " ", (status, STATUS_STYLE.get(status, "")), f" in {d.get('duration_ms')}ms")
+        if d.get("reason"):
+            line.append(f": {_short(d.get('reason'), 200)}")
+        return line
+    if event.event == "run.finished":
+        status = str(d.get("status"))
+        return Text.assemble(("run ", "bold"), (status, "bold " + STATUS_STYLE.get(status, "")),
+                             f" (exit {d.get('exit_code')})")
+    return None
+
+
+class PlainTrace:
+    """CI logs: one timestamped line per event; `verbose` adds the steps' output lines."""
+
+    def __init__(self, console: Console, *, verbose: bool = False, quiet: bool = False) -> None:
+        self.console = console
+        self.verbose = verbose
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        if self.quiet:
+            return
+        line = describe(event)
+        if line is not None:
+            stamp = event.ts.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            self._print(Text.assemble((stamp + " ", "dim"), line))
+
+    def log(self, line: LogLine) -> None:
+        if self.verbose and not self.quiet:
+            self._print(Text.assemble(("  │ ", "dim"), (f"{line.step}", "bold"), ": ", line.text))
+
+    def _print(self, text: Text) -> None:
+        with self._lock:
+            self.console.print(text, soft_wrap=True, highlight=False)
+
+
+class LiveTrace(PlainTrace):
+    """A terminal: finished events scroll above a live panel of running steps with spinners."""
+
+    def __init__(self, console: Console, *, verbose: bool = False, quiet: bool = False) -> None:
+        super().__init__(console, verbose=verbose, quiet=quiet)
+        self._running: dict[str, tuple[float, int]] = {}
+        self._live = Live(get_renderable=self._panel, console=console, refresh_per_second=10, transient=True)
+
+    def __enter__(self) -> LiveTrace:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.stop()
+
+    def emit(self, event: Event) -> None:
+        if event.event == "step.started" and event.step:
+            self._running[event.step] = (time.monotonic(), event.attempt or 1)
+        elif event.event == "step.finished" and event.step:
+            self._running.pop(event.step, None)
+        super().emit(event)
+
+    def _print(self, text: Text) -> None:
+        with self._lock:
+            self._live.console.print(text, soft_wrap=True, highlight=False)
+
+    def _panel(self) -> RenderableType:
+        rows = []
+        now = time.monotonic()
+        for step, (began, attempt) in list(self._running.items()):
+            label = Text.assemble((step, "bold"), f"  {now - began:5.1f}s", f"  attempt {attempt}" if attempt > 1 else "")
+            rows.append(Spinner("dots", text=label, style="cyan"))
+        return Group(*rows)
+
+
+def render_summary(plan: Plan, run_id: str, outcome: RunOutcome) -> Table:
+    table = Table(title=f"{plan.workflow} · run {run_id}", title_justify="left")
+    for column in ("step", "status", "attempts", "duration", "verification", "tokens"):
+        table.add_column(column)
+    for step_id, state in outcome.steps.items():
+        style = STATUS_STYLE.get(state.status, "")
+        checks = state.verification
+        if checks:
+            failed = [c for c in checks if not c.passed]
+            verification = Text(f"{len(checks) - len(failed)}/{len(checks)} passed", style="green" if not failed else "red")
+            for check in failed:
+                verification.append(f"\n✗ {check.check} {_short(check.target, 40)}: {_short(check.detail, 80)}", style="red")
+        else:
+            verification = Text(_short(state.reason or "-", 80), style="dim")
+        tokens = f"{state.usage.input}/{state.usage.output}" if state.usage.total else "-"
+        table.add_row(step_id, Text(state.status, style=style), str(state.attempts),
+                      f"{state.duration:.2f}s" if state.duration else "-", verification, tokens)
+    usage = outcome.usage
+    table.caption = f"{outcome.status} (exit {outcome.exit_code})" + (
+        f" · tokens in {usage.input} out {usage.output} cached {usage.cached}" if usage.total else "")
+    return table
