@@ -1,0 +1,104 @@
+"""Anthropic Messages API through the official SDK (imported here, and only when called)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestr.providers.base import (
+    RETRYABLE_STATUS,
+    AssistantMessage,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ProviderError,
+    ToolCall,
+    UserMessage,
+    retry_after_seconds,
+)
+from orchestr.steps.base import Usage
+
+STRUCTURED_TOOL = "final_output"
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
+        import anthropic
+
+        # One retry layer: ours (RetryingProvider), so the SDK's own retries are off.
+        self._sdk = anthropic
+        self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        kwargs = build_kwargs(request)
+        try:
+            message = self._client.messages.create(**kwargs)
+        except self._sdk.APIStatusError as exc:
+            raise _status_error(exc) from None
+        except self._sdk.APIConnectionError as exc:
+            raise ProviderError(f"anthropic: {type(exc).__name__}: {exc}", retryable=True) from None
+        return _response(message)
+
+
+def build_kwargs(request: ModelRequest) -> dict[str, Any]:
+    """The request body: tools, then the context block with the cache breakpoint, then the rest."""
+    system: list[dict[str, Any]] = [{"type": "text", "text": request.context, "cache_control": {"type": "ephemeral"}}]
+    if request.instructions:
+        system.append({"type": "text", "text": request.instructions})
+    tools = [{"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in request.tools]
+    kwargs: dict[str, Any] = {
+        "model": request.model, "max_tokens": request.max_tokens, "system": system,
+        "messages": [_message(m) for m in request.messages],
+    }
+    if request.output_schema is not None:
+        tools.append({"name": STRUCTURED_TOOL, "description": "Return your final answer as structured output.",
+                      "input_schema": request.output_schema})
+    if tools:
+        kwargs["tools"] = tools
+    if request.output_schema is not None and not request.tools:
+        kwargs["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
+    return kwargs
+
+
+def _message(message: Message) -> dict[str, Any]:
+    if isinstance(message, UserMessage):
+        return {"role": "user", "content": message.text}
+    if isinstance(message, AssistantMessage):
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": message.text}] if message.text else []
+        blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.args} for c in message.tool_calls]
+        return {"role": "assistant", "content": blocks}
+    return {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": r.call_id, "content": r.content, "is_error": r.is_error}
+        for r in message.results]}
+
+
+def _response(message: Any) -> ModelResponse:
+    texts, calls, structured = [], [], None
+    for block in message.content:
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "tool_use" and block.name == STRUCTURED_TOOL:
+            structured = block.input
+        elif block.type == "tool_use":
+            calls.append(ToolCall(block.id, block.name, dict(block.input or {})))
+    usage = message.usage
+    cached = (getattr(usage, "cache_read_input_tokens", 0) or 0)
+    created = (getattr(usage, "cache_creation_input_tokens", 0) or 0)
+    text = "\n".join(texts)
+    if structured is not None and not text:
+        text = json.dumps(structured)
+    return ModelResponse(text=text, tool_calls=tuple(calls),
+                         usage=Usage(usage.input_tokens + cached + created, usage.output_tokens, cached),
+                         stop_reason=message.stop_reason or "", structured=structured)
+
+
+def _status_error(exc: Any) -> ProviderError:
+    status = exc.status_code
+    message = getattr(exc, "message", None) or str(exc)
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = body["error"].get("message", message)
+    return ProviderError(f"anthropic: HTTP {status}: {message}", status=status, retryable=status in RETRYABLE_STATUS,
+                         retry_after=retry_after_seconds(exc.response.headers))

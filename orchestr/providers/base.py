@@ -1,0 +1,111 @@
+"""The provider seam: one method, normalised messages, one error type.
+
+Adapters (anthropic.py, openai.py) translate to and from their SDK; each imports its SDK only
+inside itself, only when a model is called. A fake and a replay provider sit beside them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestr.errors import OrchestrError
+from orchestr.steps.base import Usage
+
+
+@dataclass(frozen=True)
+class ToolDef:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class UserMessage:
+    text: str
+
+
+@dataclass(frozen=True)
+class AssistantMessage:
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolResultsMessage:
+    results: tuple[ToolResult, ...]
+
+
+Message = UserMessage | AssistantMessage | ToolResultsMessage
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """`context` and `instructions` form the stable prefix (with `tools`) that providers cache."""
+
+    model: str
+    context: str
+    instructions: str
+    messages: tuple[Message, ...]
+    tools: tuple[ToolDef, ...] = ()
+    output_schema: dict[str, Any] | None = None
+    max_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str = ""
+    structured: Any = None  # the forced structured output, when the provider returned one
+
+
+class ProviderError(OrchestrError):
+    """A provider call that failed: retryable (429, 5xx, 529, timeouts, drops) or not (400/401/404)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+class Provider(Protocol):
+    name: str
+
+    def complete(self, request: ModelRequest) -> ModelResponse: ...
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """`retry-after-ms` or `retry-after` (seconds) from response headers."""
+    if headers is None:
+        return None
+    for key, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(key)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            continue
+    return None

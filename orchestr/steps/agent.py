@@ -1,0 +1,266 @@
+"""Agent steps: the bounded tool loop with governed tools, structured output and verified completion.
+
+The loop: ask the model; run the tools it calls (each checked against the step's effective
+permissions, each traced); when it answers, enforce the output schema, then run the step's checks.
+A failed check goes back to the model as a new turn, within bounds; the model's word never counts.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestr.context import render_context
+from orchestr.errors import UsageError
+from orchestr.expressions import ExpressionError, render_text
+from orchestr.models import AgentStep, Budget
+from orchestr.permissions import EffectivePermissions
+from orchestr.plan import Plan, PlannedStep
+from orchestr.providers.base import (
+    AssistantMessage,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    Provider,
+    ProviderError,
+    ToolDef,
+    ToolResult,
+    ToolResultsMessage,
+    UserMessage,
+)
+from orchestr.steps.base import ActionResult, Attempt, CheckResult, ToolCallRecord, Usage
+from orchestr.steps.grants import apply_grants, granted_tools
+from orchestr.steps.providers import ProviderPool
+from orchestr.steps.toolbox import Toolbox
+from orchestr.verify import schema_problem
+
+MAX_OUTPUT_RETRIES = 2
+MAX_VERIFY_FEEDBACK = 2
+MAX_ATTACHMENT_BYTES = 64_000
+
+
+class RunBudget:
+    """Tokens used by the whole run, shared by its agent steps."""
+
+    def __init__(self, budget: Budget | None) -> None:
+        self.limit = budget.max_tokens if budget else None
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def add(self, usage: Usage) -> int:
+        with self._lock:
+            self.used += usage.total
+            return self.used
+
+
+@dataclass
+class Conversation:
+    """The state of one attempt's loop."""
+
+    messages: list[Message]
+    usage: Usage = Usage()
+    calls: list[ToolCallRecord] = field(default_factory=list)
+    output_retries: int = 0
+    feedback_rounds: int = 0
+
+
+class AgentRunner:
+    def __init__(self, *, pool: ProviderPool, toolbox: Toolbox, attachments: Sequence[Path], budget: RunBudget,
+                 permissions: Mapping[str, EffectivePermissions], extra_tools: Sequence[str] = ()) -> None:
+        self.pool = pool
+        self.toolbox = toolbox
+        self.attachments = attachments
+        self.budget = budget
+        self.permissions = permissions
+        self.extra_tools = tuple(extra_tools)
+
+    def run(self, attempt: Attempt) -> ActionResult:
+        step = attempt.step
+        assert isinstance(step.spec, AgentStep) and step.agent is not None
+        try:
+            first = self._first_message(attempt)
+        except (ExpressionError, OSError) as exc:
+            return ActionResult("error", error=f"prompt: {exc}")
+        provider = self.pool.get(step.agent.model, attempt)
+        convo = Conversation([UserMessage(first)])
+        try:
+            return self._loop(attempt, provider, convo)
+        except ProviderError as exc:
+            return ActionResult("error", error=str(exc), usage=convo.usage, tool_calls=convo.calls)
+        except KeyboardInterrupt:
+            return ActionResult("cancelled", error="cancelled", usage=convo.usage, tool_calls=convo.calls)
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def _loop(self, attempt: Attempt, provider: Provider, convo: Conversation) -> ActionResult:
+        step = attempt.step
+        assert step.agent is not None and isinstance(step.spec, AgentStep)
+        permissions = self.permissions[step.id]
+        tools = self.toolbox.definitions((*step.agent.tools, *self.extra_tools), permissions)
+        base = ModelRequest(
+            model=step.agent.model.partition(":")[2], context=_context_text(step, attempt.root),
+            instructions=step.agent.spec.instructions.strip(), messages=(), tools=tools,
+            output_schema=step.spec.output.schema_ if step.spec.output else None,
+        )
+        deadline = time.monotonic() + attempt.timeout if attempt.timeout else None
+        for turn in range(1, step.agent.max_turns + 1):
+            if attempt.cancel.is_set():
+                return self._result("cancelled", convo, error="cancelled")
+            if deadline is not None and time.monotonic() > deadline:
+                return self._result("timeout", convo, error=f"timed out after {attempt.timeout:g}s")
+            over = self._over_budget(step, convo)
+            if over:
+                return self._result("error", convo, error=over)
+            response = self._call(attempt, provider, base, convo, turn)
+            if response.tool_calls:
+                convo.messages.append(AssistantMessage(response.text, response.tool_calls))
+                convo.messages.append(self._run_tools(attempt, permissions, response, convo))
+                continue
+            done = self._answer(attempt, convo, response)
+            if done is not None:
+                return done
+        return self._result("error", convo, error=f"max_turns ({step.agent.max_turns}) reached without a verified answer")
+
+    def _call(self, attempt: Attempt, provider: Provider, base: ModelRequest, convo: Conversation,
+              turn: int) -> ModelResponse:
+        request = ModelRequest(**{**base.__dict__, "messages": tuple(convo.messages)})
+        began = time.monotonic()
+        try:
+            response = provider.complete(request)
+        except ProviderError as exc:
+            self._emit_model(attempt, provider, request, Usage(), began, turn, error=str(exc))
+            raise
+        convo.usage = convo.usage + response.usage
+        self.budget.add(response.usage)
+        self._emit_model(attempt, provider, request, response.usage, began, turn)
+        return response
+
+    def _emit_model(self, attempt: Attempt, provider: Provider, request: ModelRequest, usage: Usage, began: float,
+                    turn: int, *, error: str | None = None) -> None:
+        data: dict[str, object] = {
+            "provider": provider.name, "model": request.model, "turn": turn, "tokens_in": usage.input,
+            "tokens_out": usage.output, "tokens_cached": usage.cached,
+            "duration_ms": round((time.monotonic() - began) * 1000, 1),
+        }
+        if error:
+            data["error"] = error
+        attempt.bus.emit("model.call", step=attempt.step.id, attempt=attempt.number, **data)
+
+    def _over_budget(self, step: PlannedStep, convo: Conversation) -> str | None:
+        assert step.agent is not None
+        if step.agent.budget and convo.usage.total >= step.agent.budget.max_tokens:
+            return f"budget exceeded: step used {convo.usage.total} of {step.agent.budget.max_tokens} tokens"
+        if self.budget.limit is not None and self.budget.used >= self.budget.limit:
+            return f"budget exceeded: run used {self.budget.used} of {self.budget.limit} tokens"
+        return None
+
+    def _run_tools(self, attempt: Attempt, permissions: EffectivePermissions, response: ModelResponse,
+                   convo: Conversation) -> ToolResultsMessage:
+        results = []
+        for call in response.tool_calls:
+            began = time.monotonic()
+            outcome = self.toolbox.call(call.name, call.args, permissions, attempt)
+            duration = (time.monotonic() - began) * 1000
+            record = ToolCallRecord(call.name, call.args, outcome.outcome, duration, len(outcome.content))
+            attempt.bus.emit("tool.call", step=attempt.step.id, attempt=attempt.number, tool=call.name,
+                             args=call.args, outcome=outcome.outcome, duration_ms=round(duration, 1),
+                             result_chars=len(outcome.content))
+            convo.calls.append(record)
+            results.append(ToolResult(call.id, call.name, outcome.content, is_error=outcome.outcome != "ok"))
+        return ToolResultsMessage(tuple(results))
+
+    def _answer(self, attempt: Attempt, convo: Conversation, response: ModelResponse) -> ActionResult | None:
+        """A final answer: check its structure, then verify. None means: the model gets another turn."""
+        step = attempt.step
+        assert isinstance(step.spec, AgentStep)
+        output: object = None
+        if step.spec.output is not None:
+            output, problem = _structured(response, step.spec.output.schema_)
+            if problem is not None:
+                if convo.output_retries >= MAX_OUTPUT_RETRIES:
+                    return self._result("error", convo, error=f"structured output invalid after {MAX_OUTPUT_RETRIES} retries: {problem}")
+                convo.output_retries += 1
+                convo.messages += [AssistantMessage(response.text),
+                                   UserMessage(f"Your final output does not match the required JSON schema: {problem}. "
+                                               "Answer again with output that matches the schema exactly.")]
+                return None
+        result = self._result("ok", convo, output=output, text=response.text)
+        checks = attempt.verify(result)
+        result.verification = checks
+        failed = [c for c in checks if not c.passed]
+        if failed and convo.feedback_rounds < MAX_VERIFY_FEEDBACK:
+            convo.feedback_rounds += 1
+            convo.messages += [AssistantMessage(response.text), UserMessage(_feedback(failed))]
+            return None
+        return result
+
+    def _result(self, status: str, convo: Conversation, *, error: str | None = None, output: object = None,
+                text: str = "") -> ActionResult:
+        outputs: dict[str, object] = {"text": text}
+        if isinstance(output, dict):
+            outputs.update(output)
+        return ActionResult(status, error=error, output=output, outputs=outputs, usage=convo.usage,  # type: ignore[arg-type]
+                            tool_calls=list(convo.calls))
+
+    # --- the prompt ---------------------------------------------------------------------------
+
+    def _first_message(self, attempt: Attempt) -> str:
+        spec = attempt.step.spec
+        assert isinstance(spec, AgentStep)
+        parts = []
+        for path in [*self.attachments, *(Path(f) for f in spec.files)]:
+            full = path if path.is_absolute() else attempt.root / path
+            text = full.read_bytes()[:MAX_ATTACHMENT_BYTES].decode("utf-8", errors="replace")
+            parts.append(f'<file path="{path.as_posix()}">\n{text.rstrip()}\n</file>')
+        parts.append(render_text(spec.prompt, attempt.scope).strip())
+        if spec.output is not None:
+            parts.append("When you are done, give your final answer as JSON matching this schema"
+                         " (with Anthropic models, by calling the final_output tool):\n"
+                         + json.dumps(spec.output.schema_, sort_keys=True))
+        return "\n\n".join(parts)
+
+
+def _context_text(step: PlannedStep, root: Path) -> str:
+    return render_context(step.context, root) if step.context is not None else ""
+
+
+def _structured(response: ModelResponse, schema: dict[str, object]) -> tuple[object, str | None]:
+    value = response.structured
+    if value is None:
+        text = response.text.strip()
+        if text.startswith("```"):
+            text = text.strip("`").removeprefix("json").strip()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return None, "the answer is not JSON"
+    return value, schema_problem(value, dict(schema))
+
+
+def _feedback(failed: list[CheckResult]) -> str:
+    lines = "\n".join(f"- {c.check} {c.target}: {c.detail}" for c in failed)
+    return ("verification failed: your work is not done. These checks did not pass:\n" + lines +
+            "\nFix the problems using your tools, then answer again.")
+
+
+def build_agent_runner(plan: Plan, *, record: Path | None, replay: Path | None, attach: list[Path],
+                       allow: list[str], env: Mapping[str, str] | None = None) -> AgentRunner:
+    """Everything agent steps need, checked before anything runs (exit 2 on a problem)."""
+    import os
+
+    from orchestr.project import Project
+
+    project = Project(plan.root)
+    environ = dict(os.environ if env is None else env)
+    for path in attach:
+        if not (path if path.is_absolute() else Path.cwd() / path).is_file():
+            raise UsageError(f"--attach {path}: no such file")
+    permissions = {s.id: apply_grants(s.permissions, allow) for s in plan.steps.values() if s.permissions is not None}
+    pool = ProviderPool(plan, project.config, environ, record=record, replay=replay)
+    toolbox = Toolbox(project.config, plan.root)
+    return AgentRunner(pool=pool, toolbox=toolbox, attachments=[p.resolve() for p in attach],
+                       budget=RunBudget(plan.spec.budget), permissions=permissions, extra_tools=granted_tools(allow))

@@ -1,0 +1,72 @@
+"""The tools an agent step may call: built-ins and MCP servers' tools, all behind one permission gate."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from orchestr.models import ProjectConfig
+from orchestr.permissions import EffectivePermissions
+from orchestr.providers.base import ToolDef
+from orchestr.steps.base import Attempt
+from orchestr.tools.builtin import BUILTIN_TOOLS, ToolContext, ToolResult, call_builtin
+
+TOOL_TIMEOUT_SECONDS = 60.0
+# What run_command children see: enough to work, none of the parent's secrets.
+SAFE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+class Toolbox:
+    def __init__(self, config: ProjectConfig, root: Path) -> None:
+        self.config = config
+        self.root = root
+        self._hub: object | None = None
+        self._lock = threading.Lock()
+
+    def _mcp(self):  # type: ignore[no-untyped-def]
+        with self._lock:
+            if self._hub is None:
+                from orchestr.tools.mcp import McpHub
+
+                self._hub = McpHub(self.config.mcp_servers, self.root)
+            return self._hub
+
+    def definitions(self, names: Sequence[str], permissions: EffectivePermissions) -> tuple[ToolDef, ...]:
+        """What the model is offered: the tools it was given that its permissions allow."""
+        defs: list[ToolDef] = []
+        for name in dict.fromkeys(names):
+            if name in BUILTIN_TOOLS:
+                spec = BUILTIN_TOOLS[name]
+                if permissions.check_tool(name).allowed:
+                    defs.append(ToolDef(spec.name, spec.description, dict(spec.input_schema)))
+            elif "." in name:
+                for spec in self._mcp().tools(name.partition(".")[0]):
+                    if _matches(name, spec.name) and permissions.check_tool(spec.name).allowed:
+                        defs.append(ToolDef(spec.name, spec.description, dict(spec.input_schema)))
+        return tuple(defs)
+
+    def call(self, name: str, args: Mapping[str, object], permissions: EffectivePermissions,
+             attempt: Attempt) -> ToolResult:
+        if name in BUILTIN_TOOLS:
+            env = {k: v for k, v in os.environ.items() if k in SAFE_ENV_KEYS}
+            ctx = ToolContext(root=self.root, permissions=permissions, timeout=TOOL_TIMEOUT_SECONDS, env=env)
+            return call_builtin(name, args, ctx)
+        decision = permissions.check_tool(name)
+        if not decision.allowed:
+            return ToolResult("denied", f"denied: {decision.reason}")
+        if "." not in name or name.partition(".")[0] not in self.config.mcp_servers:
+            return ToolResult("error", f"unknown tool {name!r}")
+        result: ToolResult = self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
+        return result
+
+    def close(self) -> None:
+        if self._hub is not None:
+            self._hub.close()  # type: ignore[attr-defined]
+
+
+def _matches(pattern: str, name: str) -> bool:
+    from orchestr.permissions import glob_match
+
+    return glob_match(pattern, name)
