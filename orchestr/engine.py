@@ -70,7 +70,7 @@ class AttemptOutcome:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: Literal["succeeded", "failed", "unverified", "cancelled"]
+    status: Literal["succeeded", "failed", "unverified", "cancelled", "timed-out"]
     exit_code: int
     steps: Mapping[StepId, StepState]
     usage: Usage
@@ -94,6 +94,7 @@ class Engine:
         self.recorder = recorder
         self.runners = runners
         self.cancel = threading.Event()
+        self.cancel_reason: str | None = None  # "deadline" when a schedule's deadline stopped the run
         self.processes = ProcessRegistry()
         self.states: dict[StepId, StepState] = {s: StepState() for s in plan.steps}
         self.inputs: dict[str, object] = {}
@@ -133,7 +134,8 @@ class Engine:
         self._pool_wait()
         for step_id, state in self.states.items():
             if state.status in ("pending", "running"):
-                state.status, state.reason = "cancelled", "the run was cancelled"
+                why = "the schedule's deadline passed" if self.cancel_reason == "deadline" else "the run was cancelled"
+                state.status, state.reason = "cancelled", why
                 self._save_step(step_id, state)
 
     def _pool_wait(self) -> None:
@@ -336,6 +338,8 @@ class Engine:
     def _outcome(self) -> RunOutcome:
         states = self.states.values()
         usage = sum((s.usage for s in states), Usage())
+        if self.cancel.is_set() and self.cancel_reason == "deadline":
+            return RunOutcome("timed-out", ExitCode.FAILED, self.states, usage)
         if self.cancel.is_set():
             return RunOutcome("cancelled", ExitCode.CANCELLED, self.states, usage)
         blocking = [

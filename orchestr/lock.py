@@ -26,14 +26,15 @@ class WorkflowLock:
         self.workflow = workflow
         self._fd: int | None = None
 
-    def acquire(self, run_id: str) -> None:
+    def acquire(self, run_id: str, *, wait: bool = False) -> None:
+        """Take the lock, or raise Busy naming the holder; `wait` blocks until it is free instead."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StateError(f"cannot create lock file {self.path}: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = self._holder(fd)
             os.close(fd)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +39,8 @@ class RunRequest:
     replay: Path | None = None
     attach: Sequence[Path] = ()
     allow: Sequence[str] = ()
+    queue: bool = False  # wait for the workflow's lock instead of exiting busy (overlap: queue)
+    deadline: float | None = None  # seconds; stop the run after it (scheduled runs)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -165,7 +170,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         run_id = run_id or new_run_id(utc_now())
         inputs = parse_inputs(plan.spec.inputs, request.inputs)
     lock = WorkflowLock(project.state_dir, plan.workflow)
-    lock.acquire(run_id)
+    lock.acquire(run_id, wait=request.queue)
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
     try:
         if request.resume:
@@ -174,6 +179,8 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         else:
             store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger, inputs=inputs,
                              options=_options(request), slot=request.slot)
+            if request.slot:
+                store.link_slot(plan.workflow, _slot_time(request.slot), run_id)
         bus = EventBus(run=run_id, workflow=plan.workflow,
                        redactor=Redactor(secret_values(project, plan, request.env)),
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks], log_sinks=log_sinks)
@@ -181,9 +188,15 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
                               max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,
                               base_env=request.env)
         engine = Engine(plan, config=config, bus=bus, recorder=store, runners=runners)
-        outcome = engine.run(inputs, prior=prior)
+        with _deadline(engine, request.deadline):
+            outcome = engine.run(inputs, prior=prior)
         store.finish_run(run_id, status=outcome.status, exit_code=outcome.exit_code,
                          error=_first_reason(outcome), tokens=outcome.usage.to_json())
+        if request.slot:
+            from orchestr.tick import slot_outcome
+
+            store.settle_slot(plan.workflow, _slot_time(request.slot),
+                              outcome=slot_outcome(outcome.status), run_id=run_id, detail=_first_reason(outcome))
     finally:
         if events_sink:
             events_sink.close()
@@ -193,6 +206,30 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
 
         write_junit(request.junit_file, plan, run_id, outcome)
     return RunResult(run_id, outcome, bool(request.resume))
+
+
+def _slot_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@contextmanager
+def _deadline(engine: Engine, seconds: float | None) -> Iterator[None]:
+    """Stop the run when the deadline passes: SIGTERM to ourselves interrupts the main thread."""
+    if seconds is None:
+        yield
+        return
+
+    def expire() -> None:
+        engine.cancel_reason = "deadline"
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _options(request: RunRequest) -> dict[str, object]:

@@ -307,6 +307,10 @@ class Store:
                 (outcome, run_id, detail, iso(utc_now()), action, workflow, iso(slot)),
             )
 
+    def link_slot(self, workflow: str, slot: datetime, run_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE slots SET run_id=? WHERE workflow=? AND slot=?", (run_id, workflow, iso(slot)))
+
     def slots(self, workflow: str, *, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM slots WHERE workflow=? ORDER BY slot DESC LIMIT ?", (workflow, limit))
         return [dict(r) for r in rows]

@@ -13,6 +13,7 @@ from orchestr.cli import (
     commands_plan,
     commands_run,
     commands_runs,
+    commands_schedule,
     commands_schema,
     commands_validate,
 )
@@ -53,6 +54,7 @@ commands_context.register(app)
 commands_plan.register(app)
 commands_run.register(app)
 commands_runs.register(app)
+commands_schedule.register(app)
 commands_schema.register(app)
 
 

@@ -37,6 +37,11 @@ def runners_for(plan: Plan, *, record: Path | None, replay: Path | None, attach:
     return runners
 
 
+def _deadline(plan: Plan) -> float | None:
+    schedule = plan.spec.schedule
+    return schedule.deadline.total_seconds() if schedule and schedule.deadline else None
+
+
 @handle_errors
 def run(
     workflow: Annotated[str, typer.Argument(help="A workflow's name or its file's path.")],
@@ -51,6 +56,7 @@ def run(
     attach: Annotated[list[Path] | None, typer.Option("--attach", help="Add FILE to every agent prompt (repeatable).")] = None,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Grant KEY:VALUE for this run, within the context ceiling.")] = None,
     slot: Annotated[str | None, typer.Option("--slot", hidden=True)] = None,
+    queue: Annotated[bool, typer.Option("--queue", hidden=True)] = False,
     trigger: Annotated[str, typer.Option("--trigger", hidden=True)] = "manual",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the steps' output lines.")] = False,
@@ -75,7 +81,8 @@ def run(
     runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
     request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
                          resume=resume, trigger=trigger, slot=slot, record=record, replay=replay,
-                         attach=list(attach or []), allow=list(allow or []))
+                         attach=list(attach or []), allow=list(allow or []), queue=queue,
+                         deadline=_deadline(plan) if slot else None)
     live = out.is_terminal and not quiet
     trace = LiveTrace(out, verbose=verbose) if live else PlainTrace(out, verbose=verbose, quiet=quiet)
     previous = signal.signal(signal.SIGTERM, _terminate)
