@@ -189,8 +189,8 @@ def _agents(unit: Unit, contexts: dict[StepId, ResolvedContext | None]) -> Itera
     for i, step in enumerate(unit.steps):
         if not isinstance(step, AgentStep):
             continue
-        agent = spec.agents.get(step.agent)
-        if agent is None:
+        found = spec.agents.get(step.agent)
+        if found is None:
             suggestion = did_you_mean(step.agent, set(spec.agents))
             yield Diagnostic(
                 unit.span(("steps", i, "agent")),
@@ -201,7 +201,7 @@ def _agents(unit: Unit, contexts: dict[StepId, ResolvedContext | None]) -> Itera
         yield from _model(unit, step.agent)
         context = contexts.get(StepId(step.id))
         if context is not None:
-            yield from _tools_within_context(unit, i, step, agent.tools, context)
+            yield from _tools_within_context(unit, i, step, found.tools, context)
 
 
 def _agent_tools(unit: Unit, name: str, tools: tuple[str, ...]) -> Iterator[Diagnostic]:

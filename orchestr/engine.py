@@ -16,7 +16,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from orchestr.errors import ExitCode
 from orchestr.events import EventBus, iso, utc_now
@@ -54,7 +60,7 @@ class StepState:
     started_at: datetime | None = None
     duration: float = 0.0
     verification: list[CheckResult] = field(default_factory=list)
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
 
     def scope(self) -> dict[str, object]:
         return {"outputs": self.outputs, "output": self.output, "status": self.status}

@@ -31,7 +31,7 @@ def junit_xml(plan: Plan, run_id: str, outcome: RunOutcome) -> bytes:
         elif state.status in ("skipped", "pending"):
             ET.SubElement(case, "skipped", message=state.reason or "not run")
     ET.indent(suites)
-    return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return bytes(ET.tostring(suites, encoding="utf-8", xml_declaration=True))
 
 
 def write_junit(path: Path, plan: Plan, run_id: str, outcome: RunOutcome) -> None:

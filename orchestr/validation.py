@@ -86,9 +86,7 @@ def _shared_loaded(project: Project) -> bool:
 def _validate_file(path: Path, report: Report) -> None:
     project = Project(find_root(path.parent))
     resolved = path.resolve()
-    if path.name == CONFIG_FILE:
-        _load_shared(project, report)
-    elif (project.root / "contexts") in resolved.parents:
+    if path.name == CONFIG_FILE or (project.root / "contexts") in resolved.parents:
         _load_shared(project, report)
     else:
         shared_ok = _load_shared(project, report)

@@ -94,6 +94,10 @@ def run(
             result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
     finally:
         signal.signal(signal.SIGTERM, previous)
+        for runner in runners.values():
+            close = getattr(runner, "close", None)
+            if close is not None:
+                close()
     out.print(render_summary(plan, result.run_id, result.outcome))
     sys.stdout.flush()
     raise typer.Exit(int(result.outcome.exit_code))

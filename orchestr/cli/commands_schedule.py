@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +15,7 @@ from orchestr.errors import ExitCode, UsageError
 schedule_app = typer.Typer(help="Schedules: list them, or export units for the host's scheduler.", no_args_is_help=True)
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     crontab = "crontab"
     systemd = "systemd"
     kubernetes = "kubernetes"

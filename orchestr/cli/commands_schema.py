@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -10,7 +10,7 @@ import typer
 from orchestr.cli.common import print_json
 
 
-class SchemaKind(str, Enum):
+class SchemaKind(StrEnum):
     workflow = "workflow"
     context = "context"
     config = "config"

@@ -8,7 +8,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from orchestr.providers.base import ModelRequest, ModelResponse, Provider, ProviderError
 

@@ -19,7 +19,7 @@ from orchestr.errors import UsageError
 from orchestr.expressions import ExpressionError, render_text
 from orchestr.models import AgentStep, Budget
 from orchestr.permissions import EffectivePermissions
-from orchestr.plan import Plan, PlannedStep
+from orchestr.plan import Plan, PlannedStep, StepId
 from orchestr.providers.base import (
     AssistantMessage,
     Message,
@@ -27,7 +27,6 @@ from orchestr.providers.base import (
     ModelResponse,
     Provider,
     ProviderError,
-    ToolDef,
     ToolResult,
     ToolResultsMessage,
     UserMessage,
@@ -62,7 +61,7 @@ class Conversation:
     """The state of one attempt's loop."""
 
     messages: list[Message]
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     calls: list[ToolCallRecord] = field(default_factory=list)
     output_retries: int = 0
     feedback_rounds: int = 0
@@ -70,13 +69,16 @@ class Conversation:
 
 class AgentRunner:
     def __init__(self, *, pool: ProviderPool, toolbox: Toolbox, attachments: Sequence[Path], budget: RunBudget,
-                 permissions: Mapping[str, EffectivePermissions], extra_tools: Sequence[str] = ()) -> None:
+                 permissions: Mapping[StepId, EffectivePermissions], extra_tools: Sequence[str] = ()) -> None:
         self.pool = pool
         self.toolbox = toolbox
         self.attachments = attachments
         self.budget = budget
         self.permissions = permissions
         self.extra_tools = tuple(extra_tools)
+
+    def close(self) -> None:
+        self.toolbox.close()
 
     def run(self, attempt: Attempt) -> ActionResult:
         step = attempt.step

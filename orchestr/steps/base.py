@@ -66,7 +66,7 @@ class ActionResult:
     outputs: dict[str, object] = field(default_factory=dict)
     output: object = None
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
-    usage: Usage = Usage()
+    usage: Usage = field(default_factory=Usage)
     verification: list[CheckResult] | None = None  # set by runners that verify themselves
 
 

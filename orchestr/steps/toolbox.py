@@ -6,26 +6,37 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from orchestr.models import ProjectConfig
 from orchestr.permissions import EffectivePermissions
 from orchestr.providers.base import ToolDef
 from orchestr.steps.base import Attempt
-from orchestr.tools.builtin import BUILTIN_TOOLS, ToolContext, ToolResult, call_builtin
+from orchestr.tools.builtin import BUILTIN_TOOLS, ToolContext, ToolResult, ToolSpec, call_builtin
 
 TOOL_TIMEOUT_SECONDS = 60.0
 # What run_command children see: enough to work, none of the parent's secrets.
 SAFE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
+class ToolServers(Protocol):
+    """MCP servers' tools (orchestr.tools.mcp.McpHub)."""
+
+    def tools(self, server: str) -> list[ToolSpec]: ...
+
+    def call(self, qualified_name: str, args: Mapping[str, object], *, timeout: float) -> ToolResult: ...
+
+    def close(self) -> None: ...
+
+
 class Toolbox:
     def __init__(self, config: ProjectConfig, root: Path) -> None:
         self.config = config
         self.root = root
-        self._hub: object | None = None
+        self._hub: ToolServers | None = None
         self._lock = threading.Lock()
 
-    def _mcp(self):  # type: ignore[no-untyped-def]
+    def _mcp(self) -> ToolServers:
         with self._lock:
             if self._hub is None:
                 from orchestr.tools.mcp import McpHub
@@ -58,15 +69,14 @@ class Toolbox:
             return ToolResult("denied", f"denied: {decision.reason}")
         if "." not in name or name.partition(".")[0] not in self.config.mcp_servers:
             return ToolResult("error", f"unknown tool {name!r}")
-        result: ToolResult = self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
-        return result
+        return self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS)
 
     def close(self) -> None:
         if self._hub is not None:
-            self._hub.close()  # type: ignore[attr-defined]
+            self._hub.close()
 
 
 def _matches(pattern: str, name: str) -> bool:
     from orchestr.permissions import glob_match
 
-    return glob_match(pattern, name)
+    return bool(glob_match(pattern, name))

@@ -1,0 +1,68 @@
+"""Shared fixtures: a throw-away project folder and the CLI driven through Typer's CliRunner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class ProjectDir:
+    """A temporary orchestr project: write files, run the CLI in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        from orchestr.cli import app
+
+        runner = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "200", **(env or {})})
+        old = Path.cwd()
+        os.chdir(self.root)
+        try:
+            result = runner.invoke(app, list(args), catch_exceptions=False)
+        finally:
+            os.chdir(old)
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    def spawn(self, *args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[str]:
+        """The real `orchestr` process (for signals, locks and crashes)."""
+        full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+        return subprocess.Popen([sys.executable, "-m", "orchestr", *args], cwd=self.root, env=full_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)  # type: ignore[call-overload]
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+        proc = self.spawn(*args, env=env)
+        out, err = proc.communicate(timeout=timeout)
+        return Result(proc.returncode, out, err)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[ProjectDir]:
+    yield ProjectDir(tmp_path)
