@@ -261,17 +261,25 @@ def _tools_within_context(
 # --- expressions ------------------------------------------------------------------------------
 
 
-def _expression_sites(step: Step, i: int) -> Iterator[tuple[PathKey, str, bool]]:
-    """(path, text, is_condition) for every place a step may use `${{ }}`."""
+def _expression_sites(step: Step, i: int) -> Iterator[tuple[PathKey, str, bool, bool]]:
+    """(path, text, is_condition, sees_itself) for every place a step may use `${{ }}`.
+
+    Checks run after the step's action, so they may read the step's own outputs.
+    """
     if step.if_ is not None:
-        yield ("steps", i, "if"), step.if_, True
+        yield ("steps", i, "if"), step.if_, True, False
     for key, value in step.env.items():
-        yield ("steps", i, "env", key), value, False
+        yield ("steps", i, "env", key), value, False, False
     if isinstance(step, AgentStep):
-        yield ("steps", i, "prompt"), step.prompt, False
+        yield ("steps", i, "prompt"), step.prompt, False, False
     for j, check in enumerate(step.verify):
         if isinstance(check, ExprCheck):
-            yield ("steps", i, "verify", j, "expr"), check.expr, True
+            yield ("steps", i, "verify", j, "expr"), check.expr, True, True
+        for attr in ("file_exists", "file_contains", "json_schema"):
+            target = getattr(check, attr, None)
+            path = target if isinstance(target, str) else getattr(target, "path", None)
+            if isinstance(path, str):
+                yield ("steps", i, "verify", j, attr), path, False, True
 
 
 def _expressions(
@@ -282,9 +290,11 @@ def _expressions(
         yield from _check_text(unit, ("env", key), value, False, _ref_checker(unit, None, frozenset(), ids, None))
     for i, step in enumerate(unit.steps):
         step_id = StepId(step.id)
-        check = _ref_checker(unit, step_id, upstream.get(step_id, frozenset()), ids, contexts.get(step_id))
-        for at, text, is_condition in _expression_sites(step, i):
-            yield from _check_text(unit, at, text, is_condition, check)
+        before = upstream.get(step_id, frozenset())
+        check = _ref_checker(unit, step_id, before, ids, contexts.get(step_id))
+        check_own = _ref_checker(unit, step_id, before | {step_id}, ids, contexts.get(step_id))
+        for at, text, is_condition, own in _expression_sites(step, i):
+            yield from _check_text(unit, at, text, is_condition, check_own if own else check)
 
 
 def _check_text(

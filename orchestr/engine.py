@@ -222,7 +222,7 @@ class Engine:
         began = time.monotonic()
         retrying = Retrying(
             stop=stop_after_attempt(step.retry.attempts),
-            wait=wait_exponential_jitter(initial=step.retry.backoff.total_seconds(),
+            wait=wait_exponential_jitter(multiplier=step.retry.backoff.total_seconds(),
                                          max=step.retry.max_backoff.total_seconds(),
                                          jitter=step.retry.backoff.total_seconds() / 2),
             retry=retry_if_result(lambda o: self._should_retry(step, o)),
@@ -256,6 +256,9 @@ class Engine:
         state = self.states[step.id]
         state.attempts = number
         started = utc_now()
+        # Recorded before it runs, so a crash mid-attempt still leaves the attempt in the record.
+        self.recorder.save_attempt(self.config.run_id, step.id, number, status="running", started_at=iso(started))
+        self._save_step(step.id, state)
         self.bus.emit("step.started", step=step.id, attempt=number, kind=step.kind)
         scope = self._scope(step)
         try:

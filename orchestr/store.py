@@ -188,8 +188,11 @@ class Store:
             )
 
     def reopen_run(self, run_id: str) -> None:
+        """Resume: attempts its dead process left `running` become `crashed`."""
         now = iso(utc_now())
         with self._tx() as db:
+            db.execute("UPDATE attempts SET status='crashed', finished_at=?, error='the orchestr process died'"
+                       " WHERE run_id=? AND status='running'", (now, run_id))
             db.execute(
                 "UPDATE runs SET status='running', finished_at=NULL, exit_code=NULL, error=NULL,"
                 " heartbeat_at=?, pid=?, host=? WHERE id=?",

@@ -30,7 +30,7 @@ class RetryingProvider:
         self.inner = inner
         self.name = inner.name
         self.attempts = attempts
-        self._backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
         self._cancel = cancel or threading.Event()
         self._on_retry = on_retry
 
