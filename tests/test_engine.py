@@ -332,7 +332,8 @@ def test_busy_lock_exits_75_naming_the_holder(project: ProjectDir) -> None:
         assert second.exit_code == 75
         assert f"(pid {first.pid})" in second.stderr and "is busy: run 2" in second.stderr
     finally:
-        assert first.wait(timeout=30) == 0
+        first.communicate(timeout=30)
+    assert first.returncode == 0
 
 
 def test_two_runs_at_once_exactly_one_runs(project: ProjectDir) -> None:
