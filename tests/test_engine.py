@@ -440,6 +440,14 @@ def test_read_only_state_dir_is_a_clear_error(project: ProjectDir) -> None:
     assert result.exit_code == 1 and "not writable" in result.stderr
 
 
+def test_uncreatable_state_dir_is_a_clear_error(project: ProjectDir) -> None:
+    project.write("orchestr.yaml", "state_dir: /proc/orchestr-cannot-live-here\n")
+    project.write("workflows/w.yaml", "steps:\n  - id: a\n    run: 'true'\n")
+    result = project.cli("run", "w")
+    assert result.exit_code == 1
+    assert "cannot create state folder /proc/orchestr-cannot-live-here" in result.stderr
+
+
 def test_locked_state_database_is_a_clear_error(project: ProjectDir) -> None:
     project.write("workflows/w.yaml", "steps:\n  - id: a\n    run: 'true'\n")
     assert project.cli("run", "w").exit_code == 0
