@@ -45,7 +45,8 @@ def render_permissions(permissions: EffectivePermissions) -> Table:
             table.add_row(key, Text(f"(unset: {default})", style="dim"), "")
             continue
         for i, level in enumerate(levels):
-            patterns = ", ".join(str(p) for p in level["patterns"]) or "(nothing)"
+            listed = level["patterns"]
+            patterns = ", ".join(map(str, listed if isinstance(listed, list) else [])) or "(nothing)"
             table.add_row(key if i == 0 else "", patterns, str(level["source"]))
     return table
 

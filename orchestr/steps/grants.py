@@ -45,7 +45,8 @@ def _widen(level: PermissionLevel, key: str, value: str) -> PermissionLevel:
     current = getattr(level, key)
     if level.source.startswith("context ") or current is None or value in current:
         return level
-    return dataclasses.replace(level, **{key: (*current, value)})
+    widened: dict[str, tuple[str, ...]] = {key: (*current, value)}
+    return dataclasses.replace(level, **widened)  # type: ignore[arg-type]
 
 
 def granted_tools(grants: Sequence[str]) -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""Tools an agent step may call: built-ins and MCP servers, all behind the permission gate."""

@@ -1,0 +1,198 @@
+"""The built-in tools: read_file, write_file, list_files, run_command, http_request.
+
+Every call is checked against the step's effective permissions before it acts. A model's
+mistake (bad arguments, a denied path) becomes a result the model can read, never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
+from orchestr.processes import run_process
+
+Outcome = Literal["ok", "denied", "error"]
+MAX_LIST_ENTRIES = 500
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    outcome: Outcome
+    content: str
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    root: Path
+    permissions: EffectivePermissions
+    timeout: float = 30.0
+    max_output: int = 64_000
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def _schema(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+
+
+_STR = {"type": "string"}
+BUILTIN_TOOLS: Mapping[str, ToolSpec] = {
+    "read_file": ToolSpec("read_file", "Read a text file of the project (path relative to the project root).",
+                          _schema(["path"], path=_STR)),
+    "write_file": ToolSpec("write_file", "Create or replace a text file of the project (path relative to the project root).",
+                           _schema(["path", "content"], path=_STR, content=_STR)),
+    "list_files": ToolSpec("list_files", "List a folder of the project (path relative to the project root; '.' for the root).",
+                           _schema(["path"], path=_STR)),
+    "run_command": ToolSpec("run_command", "Run an allowed command as an argv list (no shell). Returns exit code and output.",
+                            _schema(["argv"], argv={"type": "array", "items": _STR, "minItems": 1})),
+    "http_request": ToolSpec("http_request", "Make an HTTP request to an allowed host.",
+                             _schema(["method", "url"], method=_STR, url=_STR,
+                                     headers={"type": "object", "additionalProperties": _STR}, body=_STR)),
+}
+
+
+class _Refused(Exception):
+    def __init__(self, outcome: Outcome, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def _arg(args: Mapping[str, object], name: str, kind: type, *, required: bool = True) -> Any:
+    value = args.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind):
+        raise _Refused("error", f"argument {name!r} must be a {kind.__name__}")
+    return value
+
+
+def _path(ctx: ToolContext, raw: str, *, write: bool) -> tuple[Path, str]:
+    try:
+        path = resolve_in_root(ctx.root, raw)
+    except PathDenied as exc:
+        raise _Refused("denied", f"denied: {exc}") from None
+    relative = path.relative_to(ctx.root.resolve()).as_posix() if path != ctx.root.resolve() else "."
+    decision = ctx.permissions.check_write(relative) if write else ctx.permissions.check_read(relative)
+    if not decision.allowed:
+        raise _Refused("denied", f"denied: {decision.reason}")
+    return path, relative
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\n[... truncated at {limit} characters]"
+
+
+def _read_file(args: Mapping[str, object], ctx: ToolContext) -> str:
+    path, relative = _path(ctx, _arg(args, "path", str), write=False)
+    if path.is_dir():
+        raise _Refused("error", f"{relative} is a folder: use list_files")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _Refused("error", f"{relative} does not exist") from None
+    if b"\x00" in data[:8192]:
+        raise _Refused("error", f"{relative} is a binary file")
+    return _truncate(data.decode("utf-8", errors="replace"), ctx.max_output)
+
+
+def _write_file(args: Mapping[str, object], ctx: ToolContext) -> str:
+    path, relative = _path(ctx, _arg(args, "path", str), write=True)
+    content: str = _arg(args, "content", str)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    os.replace(tmp, path)
+    return f"wrote {len(content.encode())} bytes to {relative}"
+
+
+def _list_files(args: Mapping[str, object], ctx: ToolContext) -> str:
+    path, relative = _path(ctx, _arg(args, "path", str), write=False)
+    if not path.is_dir():
+        raise _Refused("error", f"{relative} is not a folder")
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    shown = entries[:MAX_LIST_ENTRIES]
+    more = f"\n[... {len(entries) - len(shown)} more]" if len(entries) > len(shown) else ""
+    return "\n".join(shown) + more if shown else "(empty folder)"
+
+
+def _run_command(args: Mapping[str, object], ctx: ToolContext) -> str:
+    argv = _arg(args, "argv", list)
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise _Refused("error", "argument 'argv' must be a non-empty list of strings")
+    decision = ctx.permissions.check_command(argv)
+    if not decision.allowed:
+        raise _Refused("denied", f"denied: {decision.reason}")
+    try:
+        done = run_process(argv, cwd=ctx.root, env=ctx.env, timeout=ctx.timeout)
+    except OSError as exc:
+        raise _Refused("error", f"cannot run {argv[0]!r}: {exc.strerror}") from None
+    if done.timed_out:
+        raise _Refused("error", f"timed out after {ctx.timeout:g}s; the command was stopped")
+    text = f"exit code: {done.exit_code}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return _truncate(text, ctx.max_output)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect could leave the allow-list: hand it back to the model instead
+
+
+def _http_request(args: Mapping[str, object], ctx: ToolContext) -> str:
+    method = str(_arg(args, "method", str)).upper()
+    url = _arg(args, "url", str)
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise _Refused("error", "url must be an http:// or https:// URL with a host")
+    decision = ctx.permissions.check_host(parsed.hostname)
+    if not decision.allowed:
+        raise _Refused("denied", f"denied: {decision.reason}")
+    headers = _arg(args, "headers", dict, required=False) or {}
+    body = _arg(args, "body", str, required=False)
+    request = urllib.request.Request(url, method=method, headers={str(k): str(v) for k, v in headers.items()},
+                                     data=body.encode() if body is not None else None)
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=ctx.timeout) as response:
+            status, text = response.status, response.read(ctx.max_output + 1).decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read(ctx.max_output + 1).decode("utf-8", errors="replace")
+        exc.close()
+    except (urllib.error.URLError, OSError) as exc:
+        raise _Refused("error", f"request failed: {getattr(exc, 'reason', exc)}") from None
+    return f"status: {status}\n" + _truncate(text, ctx.max_output)
+
+
+_ACTIONS: Mapping[str, Callable[[Mapping[str, object], ToolContext], str]] = {
+    "read_file": _read_file, "write_file": _write_file, "list_files": _list_files,
+    "run_command": _run_command, "http_request": _http_request,
+}
+
+
+def call_builtin(name: str, args: Mapping[str, object], ctx: ToolContext) -> ToolResult:
+    """Check the tool, then the action's own permission, then act."""
+    if name not in _ACTIONS:
+        return ToolResult("error", f"unknown tool {name!r}")
+    decision = ctx.permissions.check_tool(name)
+    if not decision.allowed:
+        return ToolResult("denied", f"denied: {decision.reason}")
+    try:
+        return ToolResult("ok", _ACTIONS[name](args, ctx))
+    except _Refused as refused:
+        return ToolResult(refused.outcome, str(refused))
+    except OSError as exc:
+        return ToolResult("error", f"{name} failed: {exc.strerror or exc}")
