@@ -31,6 +31,9 @@ class AnthropicProvider:
         self._sdk = anthropic
         self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
 
+    def close(self) -> None:
+        self._client.close()
+
     def complete(self, request: ModelRequest) -> ModelResponse:
         kwargs = build_kwargs(request)
         try:

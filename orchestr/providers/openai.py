@@ -27,6 +27,9 @@ class OpenAIProvider:
         self._sdk = openai
         self._client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
 
+    def close(self) -> None:
+        self._client.close()
+
     def complete(self, request: ModelRequest) -> ModelResponse:
         try:
             completion = self._client.chat.completions.create(**build_kwargs(request, legacy_max_tokens=self.name != "openai"))

@@ -79,6 +79,7 @@ class AgentRunner:
 
     def close(self) -> None:
         self.toolbox.close()
+        self.pool.close()
 
     def run(self, attempt: Attempt) -> ActionResult:
         step = attempt.step

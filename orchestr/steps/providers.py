@@ -46,6 +46,15 @@ class ProviderPool:
                 self._providers[name] = provider
             return self._providers[name]
 
+    def close(self) -> None:
+        with self._lock:
+            for provider in self._providers.values():
+                inner = getattr(provider, "inner", provider)
+                close = getattr(inner, "close", None)
+                if close is not None:
+                    close()
+            self._providers.clear()
+
     def get(self, model_ref: str, attempt: Attempt) -> Provider:
         """The endpoint's provider behind the one retry layer, tracing each retried failure."""
         name, _ = split_model(model_ref)
