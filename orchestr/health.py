@@ -54,8 +54,9 @@ def check_workflow(store: Store, workflow: LoadedWorkflow, *, now: datetime, gra
         health.problems.append(f"{len(missed)} slot(s) with no record since the last tick at {ledger[1]} "
                                f"(first: {iso(missed[0])}): no tick came; is cron/systemd running?")
     if settled and settled[0]["outcome"] in BAD_OUTCOMES:
+        verb = {"failed": "failed", "unverified": "was unverified", "timed-out": "timed out"}[settled[0]["outcome"]]
         health.problems.append(f"the last run ({settled[0]['run_id'] or 'not started'}, slot {settled[0]['slot']}) "
-                               f"was {settled[0]['outcome']}: {settled[0]['detail'] or 'see orchestr runs show'}")
+                               f"{verb}: {settled[0]['detail'] or 'see orchestr runs show'}")
     health.problems += _stuck(store, workflow.name, schedule.deadline, now, slots)
     return health
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestr.engine import Engine, EngineConfig, RunOutcome, StepState
-from orchestr.errors import UsageError, did_you_mean
+from orchestr.errors import Busy, UsageError, did_you_mean
 from orchestr.events import EventBus, EventSink, JsonLinesSink, LogSink, Redactor
 from orchestr.lock import WorkflowLock
 from orchestr.models import InputSpec
@@ -170,7 +170,12 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         run_id = run_id or new_run_id(utc_now())
         inputs = parse_inputs(plan.spec.inputs, request.inputs)
     lock = WorkflowLock(project.state_dir, plan.workflow)
-    lock.acquire(run_id, wait=request.queue)
+    try:
+        lock.acquire(run_id, wait=request.queue)
+    except Busy as exc:
+        if request.slot:
+            store.settle_slot(plan.workflow, _slot_time(request.slot), outcome="skipped-overlap", detail=exc.format())
+        raise
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
     try:
         if request.resume:

@@ -73,7 +73,7 @@ def export_files(project: Project, kind: str, *, image: str, executable: str | N
 
     workflows, _ = scheduled_workflows(project)
     pairs = [(w.name, w.spec.schedule) for w in workflows if w.spec.schedule is not None]
-    exe = executable or shutil.which("orchestr") or f"{sys.executable} -m orchestr"
+    exe = executable or _installed_executable()
     root = project.root
     if kind == "crontab":
         return {"crontab": export.crontab(root, exe, pairs)}
@@ -82,3 +82,13 @@ def export_files(project: Project, kind: str, *, image: str, executable: str | N
     if kind == "kubernetes":
         return {"cronjobs.yaml": export.kubernetes(root, exe, pairs, image=image)}
     return {"orchestr-tick.yml": export.github_actions(root, exe, pairs)}
+
+
+def _installed_executable() -> str:
+    """This orchestr's own console script (its virtualenv's), else the one on PATH."""
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "orchestr"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("orchestr") or f"{sys.executable} -m orchestr"

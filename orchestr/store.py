@@ -314,6 +314,16 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE slots SET run_id=? WHERE workflow=? AND slot=?", (run_id, workflow, iso(slot)))
 
+    def claimed_slots(self, workflow: str, *, since: datetime) -> set[datetime]:
+        rows = self._query("SELECT slot FROM slots WHERE workflow=? AND slot>?", (workflow, iso(since)))
+        return {datetime.fromisoformat(r["slot"].replace("Z", "+00:00")) for r in rows}
+
+    def unsettled_slots(self, workflow: str) -> list[dict[str, Any]]:
+        """Claimed slots that should have started a run and have no outcome yet."""
+        rows = self._query("SELECT * FROM slots WHERE workflow=? AND outcome IS NULL AND action IN ('run', 'queue')"
+                           " ORDER BY slot", (workflow,))
+        return [dict(r) for r in rows]
+
     def slots(self, workflow: str, *, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM slots WHERE workflow=? ORDER BY slot DESC LIMIT ?", (workflow, limit))
         return [dict(r) for r in rows]

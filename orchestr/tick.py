@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from orchestr.errors import ValidationFailed
+from orchestr.errors import Busy, OrchestrError, ValidationFailed
 from orchestr.events import iso
 from orchestr.lock import WorkflowLock
 from orchestr.models import Schedule
@@ -82,7 +82,7 @@ def launch_run(project: Project, workflow: str, slot: datetime, queue: bool) -> 
 
 
 def tick(project: Project, store: Store, *, now: datetime, launcher: Launcher = launch_run) -> TickReport:
-    from orchestr.scheduling.policy import plan_tick
+    from orchestr.scheduling.policy import ledger_start, plan_tick
 
     report = TickReport(now)
     workflows, report.problems = scheduled_workflows(project)
@@ -91,9 +91,10 @@ def tick(project: Project, store: Store, *, now: datetime, launcher: Launcher = 
         schedule = workflow.spec.schedule
         assert schedule is not None
         report.stopped += stop_overdue(store, workflow.name, schedule, now)
+        reconcile(store, workflow.name)
         ledger = store.last_tick(workflow.name)
-        last = datetime.fromisoformat(ledger[1].replace("Z", "+00:00")) if ledger else None
-        claimed = {datetime.fromisoformat(s["slot"].replace("Z", "+00:00")) for s in store.slots(workflow.name)}
+        last = _parse(ledger[1]) if ledger else None
+        claimed = store.claimed_slots(workflow.name, since=ledger_start(now, last))
         running = WorkflowLock(project.state_dir, workflow.name).holder() is not None
         for decision in plan_tick(schedule, now=now, last_tick=last, claimed=claimed, running=running):
             if not store.claim_slot(workflow.name, decision.slot, action=decision.action, claimed_by=claimer):
@@ -137,6 +138,35 @@ def stop_overdue(store: Store, workflow: str, schedule: Schedule, now: datetime)
 
 def _started(run: RunRow) -> datetime:
     return datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
+
+
+def settle_unstarted(project: Project, workflow: str, slot: str, error: OrchestrError) -> None:
+    """A scheduled run that could not start (invalid workflow, busy) still settles its slot."""
+    outcome = "skipped-overlap" if isinstance(error, Busy) else "failed"
+    store = Store(project.state_dir)
+    try:
+        store.settle_slot(workflow, datetime.fromisoformat(slot.replace("Z", "+00:00")), outcome=outcome,
+                          detail=error.format()[:2000])
+    finally:
+        store.close()
+
+
+def reconcile(store: Store, workflow: str) -> list[str]:
+    """Slots whose run died without settling them (kill -9, power loss) are recorded `failed`."""
+    settled = []
+    for slot in store.unsettled_slots(workflow):
+        if not slot["run_id"]:
+            continue
+        run = store.run(str(slot["run_id"]))
+        if run is not None and run.effective_status == "crashed":
+            store.settle_slot(workflow, _parse(str(slot["slot"])), outcome="failed",
+                              detail=f"run {run.id} died without finishing (pid {run.pid})")
+            settled.append(str(slot["slot"]))
+    return settled
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def slot_outcome(status: str) -> str:

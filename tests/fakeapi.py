@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -259,6 +260,17 @@ def _error_body(provider: str, reply: Reply) -> dict[str, Any]:
                       "param": None, "code": str(reply.status)}}
 
 
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _invalid_tool_name(provider: str, body: dict[str, Any]) -> str | None:
+    for tool in body.get("tools") or []:
+        name = tool.get("name") if provider == "anthropic" else tool.get("function", {}).get("name")
+        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+            return str(name)
+    return None
+
+
 def _handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -277,7 +289,10 @@ def _handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.close()
                 return
-            if body.get("stream"):
+            bad_name = _invalid_tool_name(provider, body)
+            if bad_name:  # as the real APIs do: ^[a-zA-Z0-9_-]{1,64}$
+                self._send(400, _error_body(provider, Reply.error(400, f"tools: invalid tool name {bad_name!r}")))
+            elif body.get("stream"):
                 self._send(400, _error_body(provider, Reply.error(400, "streaming is not supported by the fake server")))
             elif reply.kind == "error":
                 self._send(reply.status, _error_body(provider, reply), reply.headers)

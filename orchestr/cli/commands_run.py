@@ -63,14 +63,21 @@ def run(
 ) -> None:
     """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
     from orchestr.compiler import compile_workflow
-    from orchestr.errors import UsageError
+    from orchestr.errors import OrchestrError, UsageError
     from orchestr.runner import RunRequest, execute, parse_inputs
     from orchestr.trace import LiveTrace, PlainTrace, render_summary
 
     if record and replay:
         raise UsageError("--record and --replay cannot be used together")
     proj = project()
-    plan = compile_workflow(proj.find_workflow(workflow), proj.tree, proj.config)
+    try:
+        plan = compile_workflow(proj.find_workflow(workflow), proj.tree, proj.config)
+    except OrchestrError as exc:
+        if slot:
+            from orchestr.tick import settle_unstarted
+
+            settle_unstarted(proj, workflow, slot, exc)
+        raise
     out = console()
     if dry_run:
         from orchestr.render import render_plan

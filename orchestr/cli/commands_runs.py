@@ -16,9 +16,15 @@ def register(app: typer.Typer) -> None:
 
 
 @runs_app.callback()
-def _default(ctx: typer.Context) -> None:
+def _default(
+    ctx: typer.Context,
+    workflow: Annotated[str | None, typer.Option("--workflow", "-w", help="Only this workflow.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+    format: Annotated[Format, typer.Option("--format")] = Format.text,
+) -> None:
+    """Bare `orchestr runs` is `orchestr runs list` (with the same options)."""
     if ctx.invoked_subcommand is None:
-        list_runs(workflow=None, limit=20, format=Format.text)
+        list_runs(workflow=workflow, limit=limit, format=format)
 
 
 @runs_app.command("list")

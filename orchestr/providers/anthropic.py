@@ -14,7 +14,10 @@ from orchestr.providers.base import (
     ProviderError,
     ToolCall,
     UserMessage,
+    from_wire,
     retry_after_seconds,
+    tool_names,
+    wire_name,
 )
 from orchestr.steps.base import Usage
 
@@ -42,7 +45,7 @@ class AnthropicProvider:
             raise _status_error(exc) from None
         except self._sdk.APIConnectionError as exc:
             raise ProviderError(f"anthropic: {type(exc).__name__}: {exc}", retryable=True) from None
-        return _response(message)
+        return _response(message, tool_names(request))
 
 
 def build_kwargs(request: ModelRequest) -> dict[str, Any]:
@@ -50,7 +53,8 @@ def build_kwargs(request: ModelRequest) -> dict[str, Any]:
     system: list[dict[str, Any]] = [{"type": "text", "text": request.context, "cache_control": {"type": "ephemeral"}}]
     if request.instructions:
         system.append({"type": "text", "text": request.instructions})
-    tools = [{"name": t.name, "description": t.description, "input_schema": t.input_schema} for t in request.tools]
+    tools = [{"name": wire_name(t.name), "description": t.description, "input_schema": t.input_schema}
+             for t in request.tools]
     kwargs: dict[str, Any] = {
         "model": request.model, "max_tokens": request.max_tokens, "system": system,
         "messages": [_message(m) for m in request.messages],
@@ -70,14 +74,15 @@ def _message(message: Message) -> dict[str, Any]:
         return {"role": "user", "content": message.text}
     if isinstance(message, AssistantMessage):
         blocks: list[dict[str, Any]] = [{"type": "text", "text": message.text}] if message.text else []
-        blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.args} for c in message.tool_calls]
+        blocks += [{"type": "tool_use", "id": c.id, "name": wire_name(c.name), "input": c.args}
+                   for c in message.tool_calls]
         return {"role": "assistant", "content": blocks}
     return {"role": "user", "content": [
         {"type": "tool_result", "tool_use_id": r.call_id, "content": r.content, "is_error": r.is_error}
         for r in message.results]}
 
 
-def _response(message: Any) -> ModelResponse:
+def _response(message: Any, names: dict[str, str]) -> ModelResponse:
     texts, calls, structured = [], [], None
     for block in message.content:
         if block.type == "text":
@@ -85,7 +90,7 @@ def _response(message: Any) -> ModelResponse:
         elif block.type == "tool_use" and block.name == STRUCTURED_TOOL:
             structured = block.input
         elif block.type == "tool_use":
-            calls.append(ToolCall(block.id, block.name, dict(block.input or {})))
+            calls.append(ToolCall(block.id, from_wire(block.name, names), dict(block.input or {})))
     usage = message.usage
     cached = (getattr(usage, "cache_read_input_tokens", 0) or 0)
     created = (getattr(usage, "cache_creation_input_tokens", 0) or 0)

@@ -6,6 +6,7 @@ inside itself, only when a model is called. A fake and a replay provider sit bes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -109,3 +110,23 @@ def retry_after_seconds(headers: Any) -> float | None:
         except ValueError:
             continue
     return None
+
+
+_WIRE_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def wire_name(name: str) -> str:
+    """A tool name as both APIs accept it (letters, digits, `_`, `-`): `time.now` -> `time__now`."""
+    return _WIRE_UNSAFE.sub("__", name)[:64]
+
+
+def tool_names(request: ModelRequest) -> dict[str, str]:
+    """Wire names back to the tools' own names, for the calls a model makes."""
+    return {wire_name(t.name): t.name for t in request.tools}
+
+
+def from_wire(name: str, names: dict[str, str]) -> str:
+    """The tool a model called; one it was not offered keeps the `server.tool` shape for the trace."""
+    if name in names:
+        return names[name]
+    return name.replace("__", ".", 1) if "__" in name else name

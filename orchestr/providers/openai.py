@@ -14,7 +14,10 @@ from orchestr.providers.base import (
     ProviderError,
     ToolCall,
     UserMessage,
+    from_wire,
     retry_after_seconds,
+    tool_names,
+    wire_name,
 )
 from orchestr.steps.base import Usage
 
@@ -53,7 +56,7 @@ def build_kwargs(request: ModelRequest, *, legacy_max_tokens: bool = False) -> d
     limit = "max_tokens" if legacy_max_tokens else "max_completion_tokens"
     kwargs: dict[str, Any] = {"model": request.model, "messages": messages, limit: request.max_tokens}
     if request.tools:
-        kwargs["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
+        kwargs["tools"] = [{"type": "function", "function": {"name": wire_name(t.name), "description": t.description,
                                                              "parameters": t.input_schema}} for t in request.tools]
     if request.output_schema is not None:
         kwargs["response_format"] = {"type": "json_schema",
@@ -68,7 +71,7 @@ def _messages(message: Message) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"role": "assistant", "content": message.text or None}
         if message.tool_calls:
             entry["tool_calls"] = [{"id": c.id, "type": "function",
-                                    "function": {"name": c.name, "arguments": json.dumps(c.args)}}
+                                    "function": {"name": wire_name(c.name), "arguments": json.dumps(c.args)}}
                                    for c in message.tool_calls]
         return [entry]
     return [{"role": "tool", "tool_call_id": r.call_id, "content": r.content} for r in message.results]
@@ -85,7 +88,9 @@ def _arguments(text: str | None) -> dict[str, Any]:
 def _response(completion: Any, request: ModelRequest) -> ModelResponse:
     choice = completion.choices[0]
     message = choice.message
-    calls = tuple(ToolCall(c.id, c.function.name, _arguments(c.function.arguments)) for c in (message.tool_calls or []))
+    names = tool_names(request)
+    calls = tuple(ToolCall(c.id, from_wire(c.function.name, names), _arguments(c.function.arguments))
+                  for c in (message.tool_calls or []))
     usage = completion.usage
     details = getattr(usage, "prompt_tokens_details", None) if usage else None
     cached = (getattr(details, "cached_tokens", 0) or 0) if details else 0

@@ -34,7 +34,7 @@ from orchestr.providers.base import (
 from orchestr.steps.base import ActionResult, Attempt, CheckResult, ToolCallRecord, Usage
 from orchestr.steps.grants import apply_grants, granted_tools
 from orchestr.steps.providers import ProviderPool
-from orchestr.steps.toolbox import Toolbox
+from orchestr.steps.toolbox import Toolbox, ToolServerError
 from orchestr.verify import schema_problem
 
 MAX_OUTPUT_RETRIES = 2
@@ -92,7 +92,7 @@ class AgentRunner:
         convo = Conversation([UserMessage(first)])
         try:
             return self._loop(attempt, provider, convo)
-        except ProviderError as exc:
+        except (ProviderError, ToolServerError) as exc:
             return ActionResult("error", error=str(exc), usage=convo.usage, tool_calls=convo.calls)
         except KeyboardInterrupt:
             return ActionResult("cancelled", error="cancelled", usage=convo.usage, tool_calls=convo.calls)

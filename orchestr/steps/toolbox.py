@@ -19,8 +19,13 @@ TOOL_TIMEOUT_SECONDS = 60.0
 SAFE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 
 
+class ToolServerError(Exception):
+    """A tool server could not be started or asked for its tools; the step fails with this message."""
+
+
 class ToolServers(Protocol):
-    """MCP servers' tools (orchestr.tools.mcp.McpHub)."""
+    """MCP servers' tools (orchestr.tools.mcp.McpHub). `tools` raises ToolServerError; `call` never
+    raises for a server's failure: it returns an error result the model can read."""
 
     def tools(self, server: str) -> list[ToolSpec]: ...
 

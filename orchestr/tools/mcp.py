@@ -1,0 +1,297 @@
+"""MCP servers' tools over stdio, through the official `mcp` SDK: the toolbox's `ToolServers`.
+
+The engine is synchronous and threaded; the SDK is asyncio. The hub owns one event-loop thread,
+started on first use. Each server is one long-lived task in that loop, started on first use: it
+enters the transport and the session, then waits to be told to stop, so both contexts are entered
+and left by the same task (anyio's cancel scopes require it). Sync methods submit coroutines to
+the loop and wait for them, bounded.
+
+    McpError (ToolServerError)   a server did not start or list its tools: the step fails with it
+    a failing *call* is never an exception: it is a ToolResult("error", ...) the model reads
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import tempfile
+import threading
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import anyio
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import types as mcp_types
+from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
+
+from orchestr.models import McpServerSpec
+from orchestr.steps.toolbox import ToolServerError
+from orchestr.tools.builtin import ToolResult, ToolSpec
+
+MAX_RESULT_CHARS = 64_000
+MAX_TOOL_PAGES = 100
+STDERR_TAIL_BYTES = 2_000
+# Beyond a server's own timeouts: room for the SDK to stop its process (close stdin, TERM, KILL).
+SHUTDOWN_GRACE_SECONDS = 8.0
+
+T = TypeVar("T")
+
+
+class McpError(ToolServerError):
+    """An MCP server could not be started, or did not list its tools."""
+
+
+@dataclass
+class _Server:
+    """One declared server: the sync side's view of its lifetime task."""
+
+    name: str
+    spec: McpServerSpec
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: Future[tuple[ToolSpec, ...]] = field(default_factory=Future)
+    finished: threading.Event = field(default_factory=threading.Event)
+    session: ClientSession | None = None
+
+    @property
+    def label(self) -> str:
+        return f"MCP server '{self.name}' ({shlex.join([self.spec.command, *self.spec.args])})"
+
+    @property
+    def startup_timeout(self) -> float:
+        return self.spec.timeout.total_seconds()
+
+
+class McpHub:
+    """The declared MCP servers, each started on first use and stopped by `close()`."""
+
+    def __init__(self, servers: Mapping[str, McpServerSpec], root: Path) -> None:
+        self._specs = dict(servers)
+        self._root = root
+        self._servers: dict[str, _Server] = {}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def tools(self, server: str) -> list[ToolSpec]:
+        """The server's tools as `server.tool`, listed once. Raises McpError if it cannot start."""
+        entry = self._server(server)
+        try:
+            return list(entry.ready.result(entry.startup_timeout + SHUTDOWN_GRACE_SECONDS))
+        except FutureTimeout:
+            raise McpError(f"{entry.label} failed to start: no answer within "
+                           f"{entry.startup_timeout:g}s") from None
+
+    def call(self, qualified_name: str, args: Mapping[str, object], *, timeout: float) -> ToolResult:
+        server, _, tool = qualified_name.partition(".")
+        try:
+            self.tools(server)
+        except McpError as exc:
+            return ToolResult("error", str(exc))
+        entry = self._server(server)
+        future = self._submit(_call_tool(entry, tool, dict(args), timeout))
+        try:
+            return future.result(timeout + SHUTDOWN_GRACE_SECONDS)
+        except FutureTimeout:
+            future.cancel()
+            return ToolResult("error", f"timed out after {timeout:g}s")
+
+    def close(self) -> None:
+        """Stop every started server and the loop thread; a no-op when nothing was started."""
+        with self._lock:
+            loop, thread, servers = self._loop, self._thread, list(self._servers.values())
+            self._loop, self._thread, self._servers = None, None, {}
+        if loop is None or thread is None:
+            return
+        for entry in servers:
+            loop.call_soon_threadsafe(entry.stop.set)
+        for entry in servers:
+            entry.finished.wait(entry.startup_timeout + SHUTDOWN_GRACE_SECONDS)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+    # --- the loop thread ----------------------------------------------------------------------
+
+    def _server(self, name: str) -> _Server:
+        with self._lock:
+            entry = self._servers.get(name)
+            if entry is not None:
+                return entry
+            spec = self._specs.get(name)
+            if spec is None:
+                declared = ", ".join(sorted(self._specs)) or "none"
+                raise McpError(f"unknown MCP server '{name}' (declared under mcp_servers in "
+                               f"orchestr.yaml: {declared})")
+            entry = _Server(name, spec)
+            self._servers[name] = entry
+            self._submit_locked(_serve(entry, self._root))
+            return entry
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        with self._lock:
+            return self._submit_locked(coro)
+
+    def _submit_locked(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=loop.run_forever, name="orchestr-mcp", daemon=True)
+            self._thread.start()
+            self._loop = loop
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+
+# --- one server's lifetime --------------------------------------------------------------------
+
+
+async def _serve(entry: _Server, root: Path) -> None:
+    """Start the server, list its tools, then hold its session open until told to stop."""
+    # The server's stderr goes to a file, not the terminal: its tail explains a failed start.
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
+        try:
+            async with stdio_client(_parameters(entry.spec, root), errlog=stderr) as (read, write), \
+                    ClientSession(read, write) as session:
+                with anyio.fail_after(entry.startup_timeout):
+                    await session.initialize()
+                    tools = await _list_tools(session, entry.name)
+                entry.session = session
+                entry.ready.set_result(tools)
+                await entry.stop.wait()
+        except Exception as exc:  # whatever stops a server fails the steps using it, with the cause
+            if not entry.ready.done():
+                entry.ready.set_exception(_start_failure(entry, exc, stderr))
+        finally:
+            entry.session = None
+            entry.finished.set()
+
+
+def _parameters(spec: McpServerSpec, root: Path) -> StdioServerParameters:
+    return StdioServerParameters(command=_resolve_command(spec.command, root), args=list(spec.args),
+                                 env=dict(spec.env) or None, cwd=root)
+
+
+def _resolve_command(command: str, root: Path) -> str:
+    """A bare name is looked up on PATH; a relative path is relative to the project root."""
+    path = Path(command).expanduser()
+    if path.is_absolute():
+        return str(path)
+    return str(root / path) if "/" in command or os.sep in command else command
+
+
+async def _list_tools(session: ClientSession, server: str) -> tuple[ToolSpec, ...]:
+    specs: list[ToolSpec] = []
+    cursor: str | None = None
+    for _ in range(MAX_TOOL_PAGES):
+        params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
+        page = await session.list_tools(params=params)
+        specs += [ToolSpec(f"{server}.{tool.name}", tool.description or "", dict(tool.input_schema))
+                  for tool in page.tools]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return tuple(specs)
+
+
+def _start_failure(entry: _Server, exc: BaseException, stderr: IO[str]) -> McpError:
+    message = f"{entry.label} failed to start: {_cause(entry, _leaf(exc))}"
+    tail = _stderr_tail(stderr)
+    if tail:
+        message += f"; its stderr ends with: {tail}"
+    error = McpError(message)
+    error.__cause__ = exc
+    return error
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real exception inside task groups' exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _cause(entry: _Server, exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {exc.filename or entry.spec.command}"
+    if isinstance(exc, PermissionError):
+        return f"cannot run {exc.filename or entry.spec.command}: permission denied"
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {entry.startup_timeout:g}s"
+    if isinstance(exc, MCPError) and exc.code == mcp_types.CONNECTION_CLOSED:
+        return "it closed the connection before answering (did it exit?)"
+    if isinstance(exc, MCPError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _stderr_tail(stderr: IO[str]) -> str:
+    """The last lines the server wrote to stderr, read without moving the shared file offset."""
+    fd = stderr.fileno()
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES))
+    lines = [line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    return " | ".join(lines[-5:])
+
+
+# --- one call ---------------------------------------------------------------------------------
+
+
+async def _call_tool(entry: _Server, tool: str, args: dict[str, object], timeout: float) -> ToolResult:
+    session = entry.session
+    if session is None:
+        return ToolResult("error", f"{entry.label} is not running")
+    try:
+        result = await session.call_tool(tool, args, read_timeout_seconds=timeout)
+    except MCPError as exc:
+        if exc.code == mcp_types.REQUEST_TIMEOUT:
+            return ToolResult("error", f"timed out after {timeout:g}s")
+        if exc.code == mcp_types.CONNECTION_CLOSED:
+            return ToolResult("error", f"{entry.label} is not running: it closed the connection")
+        return ToolResult("error", f"{entry.label}: {exc.message}")
+    except (RuntimeError, ValidationError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+        # A malformed or schema-violating answer, or a transport gone from under the session.
+        return ToolResult("error", f"{entry.label}: {type(exc).__name__}: {exc}")
+    return _tool_result(result)
+
+
+def _tool_result(result: mcp_types.CallToolResult) -> ToolResult:
+    texts = [_block_text(block) for block in result.content]
+    has_text = any(isinstance(block, mcp_types.TextContent) for block in result.content)
+    if not has_text and result.structured_content is not None:
+        texts.insert(0, json.dumps(result.structured_content, ensure_ascii=False, sort_keys=True))
+    text = _truncate("\n".join(t for t in texts if t))
+    if result.is_error:
+        return ToolResult("error", text or "the tool reported an error without a message")
+    return ToolResult("ok", text or "(no content)")
+
+
+def _block_text(block: mcp_types.ContentBlock) -> str:
+    if isinstance(block, mcp_types.TextContent):
+        return block.text
+    if isinstance(block, mcp_types.ImageContent | mcp_types.AudioContent):
+        return f"[{block.mime_type}, {_decoded_size(block.data)} bytes]"
+    if isinstance(block, mcp_types.ResourceLink):
+        return f"[resource link {block.uri}]"
+    resource = block.resource
+    if isinstance(resource, mcp_types.TextResourceContents):
+        return resource.text
+    return f"[resource {resource.uri}, {resource.mime_type or 'binary'}, {_decoded_size(resource.blob)} bytes]"
+
+
+def _decoded_size(data: str) -> int:
+    """The size of base64 data once decoded, without decoding it."""
+    data = "".join(data.split())
+    return len(data) * 3 // 4 - data[-2:].count("=")
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= MAX_RESULT_CHARS:
+        return text
+    return text[:MAX_RESULT_CHARS] + f"\n[... {len(text) - MAX_RESULT_CHARS} more characters]"

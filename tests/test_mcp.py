@@ -1,0 +1,313 @@
+"""MCP servers' tools: the hub against real stdio servers, and agent steps using them end to end.
+
+The reference server `mcp-server-time` lives in its own virtualenv (`make test` installs it and names
+it in ORCHESTR_MCP_TIME); the tests that need it skip without it. A small MCP server written here,
+built on the SDK in our own virtualenv, covers what the time server cannot do: be slow, answer with
+an image, read its environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestr.models import McpServerSpec
+from orchestr.tools.mcp import McpError, McpHub
+from tests.conftest import ProjectDir
+from tests.fakeapi import FakeLLMServer, Reply, Script, ToolCall
+
+TIME_SERVER = os.environ.get("ORCHESTR_MCP_TIME", "")
+needs_time_server = pytest.mark.skipif(
+    not TIME_SERVER, reason="ORCHESTR_MCP_TIME is unset: `make test` installs mcp-server-time and sets it")
+MODELS = {"anthropic": "anthropic:claude-sonnet-4-6", "openai": "openai:gpt-4.1"}
+
+FAKE_SERVER = f"""\
+#!{sys.executable}
+import os, time
+from mcp.server.mcpserver import MCPServer
+from mcp.types import ImageContent
+
+server = MCPServer("fake")
+
+@server.tool()
+def slow(seconds: float) -> str:
+    \"\"\"Sleep, then answer.\"\"\"
+    time.sleep(seconds)
+    return "slept"
+
+@server.tool()
+def picture() -> list[ImageContent]:
+    \"\"\"A three-byte PNG.\"\"\"
+    return [ImageContent(type="image", data="AAEC", mime_type="image/png")]
+
+@server.tool()
+def where() -> str:
+    \"\"\"The server's working directory and greeting.\"\"\"
+    return os.getcwd() + " " + os.environ.get("GREETING", "-")
+
+server.run()
+"""
+
+
+def _time_spec(*args: str) -> McpServerSpec:
+    return McpServerSpec(command=TIME_SERVER, args=args or ("--local-timezone", "UTC"))
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[McpHub]:
+    script = tmp_path / "bin" / "fake-mcp"
+    script.parent.mkdir()
+    script.write_text(FAKE_SERVER)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    servers = {"fake": McpServerSpec(command="bin/fake-mcp", env={"GREETING": "hello"}),
+               "ghost": McpServerSpec(command="no-such-mcp-server", args=("--serve",))}
+    if TIME_SERVER:
+        servers |= {"time": _time_spec(), "broken": _time_spec("--no-such-flag")}
+    hub = McpHub(servers, tmp_path)
+    yield hub
+    hub.close()
+
+
+def _children(marker: str) -> list[int]:
+    """Live or unreaped child processes of this one whose command line contains `marker`."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and marker in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+# --- the hub ----------------------------------------------------------------------------------
+
+
+@needs_time_server
+def test_lists_the_time_servers_tools_as_server_dot_tool(hub: McpHub) -> None:
+    tools = {t.name: t for t in hub.tools("time")}
+    assert set(tools) == {"time.get_current_time", "time.convert_time"}
+    current = tools["time.get_current_time"]
+    assert current.description and current.input_schema["required"] == ["timezone"]
+    assert hub.tools("time") == list(tools.values())  # listed once, then cached
+
+
+@needs_time_server
+def test_a_call_returns_the_servers_real_answer(hub: McpHub) -> None:
+    result = hub.call("time.get_current_time", {"timezone": "Europe/Berlin"}, timeout=30)
+    assert result.outcome == "ok", result.content
+    answer = json.loads(result.content)
+    assert answer["timezone"] == "Europe/Berlin"
+    moment = datetime.fromisoformat(answer["datetime"])
+    assert moment.utcoffset() in (timedelta(hours=1), timedelta(hours=2))
+    assert abs(moment - datetime.now(UTC)) < timedelta(minutes=5)
+
+
+@needs_time_server
+def test_a_tools_failure_is_an_error_result(hub: McpHub) -> None:
+    bad_zone = hub.call("time.get_current_time", {"timezone": "Mars/Olympus_Mons"}, timeout=30)
+    assert bad_zone.outcome == "error" and "Invalid timezone" in bad_zone.content
+    unknown = hub.call("time.get_the_weather", {}, timeout=30)
+    assert unknown.outcome == "error" and "Unknown tool: get_the_weather" in unknown.content
+    assert hub.call("time.get_current_time", {"timezone": "UTC"}, timeout=30).outcome == "ok"
+
+
+def test_a_server_whose_command_does_not_exist_is_an_mcp_error(hub: McpHub) -> None:
+    with pytest.raises(McpError, match=r"^MCP server 'ghost' \(no-such-mcp-server --serve\) failed to start: "
+                                       r"command not found: no-such-mcp-server$"):
+        hub.tools("ghost")
+    result = hub.call("ghost.anything", {}, timeout=5)
+    assert result.outcome == "error" and "MCP server 'ghost'" in result.content
+    with pytest.raises(McpError, match="unknown MCP server 'nobody'"):
+        hub.tools("nobody")
+
+
+@needs_time_server
+def test_a_server_that_exits_at_once_is_an_mcp_error_with_its_stderr(hub: McpHub) -> None:
+    with pytest.raises(McpError, match=r"MCP server 'broken' .* failed to start: .*unrecognized arguments: "
+                                       r"--no-such-flag"):
+        hub.tools("broken")
+
+
+@needs_time_server
+def test_close_leaves_no_child_process(hub: McpHub) -> None:
+    assert hub.call("time.get_current_time", {"timezone": "UTC"}, timeout=30).outcome == "ok"
+    [pid] = _children(TIME_SERVER)
+    hub.close()
+    assert _children(TIME_SERVER) == []
+    assert not Path(f"/proc/{pid}").exists()  # stopped and reaped
+
+
+@needs_time_server
+def test_a_server_that_dies_gives_error_results(hub: McpHub) -> None:
+    hub.tools("time")
+    [pid] = _children(TIME_SERVER)
+    os.kill(pid, signal.SIGKILL)
+    result = hub.call("time.get_current_time", {"timezone": "UTC"}, timeout=30)
+    assert result.outcome == "error" and "MCP server 'time'" in result.content and "not running" in result.content
+
+
+def test_a_slow_call_times_out_and_the_server_stays_usable(hub: McpHub) -> None:
+    slow = hub.call("fake.slow", {"seconds": 30}, timeout=0.5)
+    assert slow.outcome == "error" and slow.content == "timed out after 0.5s"
+    assert hub.call("fake.slow", {"seconds": 0}, timeout=30).content == "slept"
+
+
+def test_non_text_content_is_summarised(hub: McpHub) -> None:
+    assert hub.call("fake.picture", {}, timeout=30).content == "[image/png, 3 bytes]"
+
+
+def test_a_relative_command_runs_from_the_project_root_with_its_env(hub: McpHub, tmp_path: Path) -> None:
+    result = hub.call("fake.where", {}, timeout=30)
+    assert result.outcome == "ok" and result.content == f"{tmp_path} hello"
+
+
+# --- agent steps through the CLI --------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+def _project(project: ProjectDir, provider: str, *, context_tools: str, agent_tools: str,
+             servers: str = "", verify: str = "") -> None:
+    project.write("orchestr.yaml", f"""
+        mcp_servers:
+          time:
+            command: "{TIME_SERVER}"
+            args: ["--local-timezone", "UTC"]
+          {servers}
+    """)
+    project.write("contexts/ops.yaml", f"""
+        title: Ops
+        description: The operations desk.
+        permissions:
+          tools: {context_tools}
+          write: ["out/**"]
+    """)
+    project.write("workflows/clock.yaml", f"""
+        name: clock
+        context: ops
+        agents:
+          clerk:
+            model: "{MODELS[provider]}"
+            instructions: You note the time.
+            tools: {agent_tools}
+            max_turns: 6
+        steps:
+          - id: note
+            agent: clerk
+            prompt: Write the current time in Berlin to out/now.txt.
+            verify:
+              - file_exists: out/now.txt
+              {verify}
+    """)
+
+
+def _script(server: FakeLLMServer, provider: str) -> Script:
+    return server.anthropic if provider == "anthropic" else server.openai
+
+
+def _offered(provider: str, body: dict[str, object]) -> list[str]:
+    tools = body.get("tools")
+    assert isinstance(tools, list)
+    if provider == "anthropic":
+        return [str(t["name"]) for t in tools]
+    return [str(t["function"]["name"]) for t in tools]
+
+
+def _tool_results(provider: str, body: dict[str, object]) -> list[str]:
+    """The tool results, as text, in the conversation the model was sent."""
+    messages = body["messages"]
+    assert isinstance(messages, list)
+    if provider == "openai":
+        return [str(m["content"]) for m in messages if m["role"] == "tool"]
+    return [str(block["content"]) for m in messages if isinstance(m["content"], list)
+            for block in m["content"] if block["type"] == "tool_result"]
+
+
+def _events(project: ProjectDir, kind: str) -> list[dict[str, object]]:
+    lines = (project.root / "ev.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def _write_now() -> ToolCall:
+    return ToolCall("write_file", {"path": "out/now.txt", "content": "it is now"})
+
+
+@needs_time_server
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_an_agent_calls_an_mcp_tool_and_is_verified(project: ProjectDir, server: FakeLLMServer,
+                                                    provider: str) -> None:
+    _project(project, provider, context_tools='[write_file, "time.*"]',
+             agent_tools="[time.get_current_time, write_file]",
+             verify="- tool_called: { name: time.get_current_time }")
+    script = _script(server, provider)
+    script.enqueue(Reply.tool_calls(ToolCall("time__get_current_time", {"timezone": "Europe/Berlin"})),
+                   Reply.tool_calls(_write_now()), Reply.text("Noted."))
+    result = project.cli("run", "clock", "--events", "ev.jsonl", env=server.env())
+    assert result.exit_code == 0, result.output
+    # On the wire MCP tools carry API-safe names; the calls map back to `server.tool`.
+    assert _offered(provider, script.requests[0].body) == ["time__get_current_time", "write_file"]
+    [answer] = _tool_results(provider, script.requests[1].body)
+    assert json.loads(answer)["timezone"] == "Europe/Berlin"
+    assert abs(datetime.fromisoformat(json.loads(answer)["datetime"]) - datetime.now(UTC)) < timedelta(minutes=5)
+    calls = [(e["tool"], e["outcome"], e["args"]) for e in _events(project, "tool.call")]
+    assert calls[0] == ("time.get_current_time", "ok", {"timezone": "Europe/Berlin"})
+    assert calls[1][:2] == ("write_file", "ok")
+    checks = {e["check"]: e["passed"] for e in _events(project, "verify.result")}
+    assert checks == {"file_exists": True, "tool_called": True}
+    assert _children(TIME_SERVER) == []
+
+
+@needs_time_server
+def test_an_mcp_tool_outside_the_context_is_denied_and_the_model_told(project: ProjectDir,
+                                                                      server: FakeLLMServer) -> None:
+    _project(project, "anthropic", context_tools='[write_file, "time.convert_time"]',
+             agent_tools="[time.convert_time, write_file]")
+    server.anthropic.enqueue(Reply.tool_calls(ToolCall("time__get_current_time", {"timezone": "UTC"})),
+                             Reply.tool_calls(_write_now()), Reply.text("Noted."))
+    result = project.cli("run", "clock", "--events", "ev.jsonl", env=server.env())
+    assert result.exit_code == 0, result.output
+    assert _offered("anthropic", server.anthropic.requests[0].body) == ["time__convert_time", "write_file"]
+    outcomes = [(e["tool"], e["outcome"]) for e in _events(project, "tool.call")]
+    assert outcomes == [("time.get_current_time", "denied"), ("write_file", "ok")]
+    [denial] = _tool_results("anthropic", server.anthropic.requests[1].body)
+    assert denial.startswith("denied:") and "'time.get_current_time'" in denial and "context ops" in denial
+
+
+@needs_time_server
+def test_an_agent_given_an_mcp_tool_its_context_forbids_is_invalid(project: ProjectDir) -> None:
+    _project(project, "anthropic", context_tools='[write_file, "time.convert_time"]',
+             agent_tools="[time.get_current_time, write_file]")
+    result = project.cli("validate")
+    assert result.exit_code == 2
+    assert "is given tool 'time.get_current_time' but its context does not allow it" in result.output
+
+
+@needs_time_server
+def test_a_server_that_cannot_start_fails_the_step_with_its_name(project: ProjectDir,
+                                                                server: FakeLLMServer) -> None:
+    _project(project, "anthropic", context_tools='[write_file, "ghost.*"]', agent_tools="[ghost.lookup, write_file]",
+             servers="ghost: { command: no-such-mcp-server }")
+    result = project.cli("run", "clock", "--events", "ev.jsonl", env=server.env())
+    assert result.exit_code == 1, result.output
+    [finished] = _events(project, "step.finished")
+    assert finished["status"] == "failed"
+    assert finished["reason"] == ("MCP server 'ghost' (no-such-mcp-server) failed to start: "
+                                  "command not found: no-such-mcp-server")
+    assert "Traceback" not in result.output and server.anthropic.requests == []
