@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from orchestr import __version__
 from orchestr.models import Schedule, format_duration
 from orchestr.scheduling.policy import ON_TIME
 from orchestr.scheduling.slots import expand
@@ -136,7 +137,7 @@ jobs:
           key: orchestr-state-${{{{ github.run_id }}}}
           restore-keys: orchestr-state-
       - name: Install
-        run: python -m pip install orchestr
+        run: python -m pip install "orchestr=={__version__}"
       - name: Tick
         run: orchestr tick --wait
         env:
