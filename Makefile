@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-# A reference MCP server for the integration test, in its own virtualenv: it pins the 1.x `mcp`
-# SDK, which must not share a site-packages with our 2.x client.
+# A reference MCP server for the integration test, in its own virtualenv (reference servers pin
+# their own `mcp` SDK version, which must not have to agree with our client's).
 MCP_VENV  := .venv-mcp-time
 MCP_STAMP := $(MCP_VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck bench demo schemas clean
+.PHONY: install test lint typecheck bench demo demo-recording schemas clean
 
 install: $(STAMP)
 
@@ -35,10 +35,15 @@ typecheck: install
 bench: install
 	$(PY) bench/run.py
 
+# Offline: the agent's model exchange is replayed from a recording; its tools and checks run for real.
 demo: install
 	@$(VENV)/bin/orchestr validate
-	@$(VENV)/bin/orchestr plan hello
-	@$(VENV)/bin/orchestr run hello
+	@$(VENV)/bin/orchestr plan support-triage
+	@$(VENV)/bin/orchestr run support-triage --replay recordings/support-triage.jsonl
+
+# Remake that recording after changing what the triage agent sees (see tests/demo_recording.py).
+demo-recording: install
+	$(PY) -m tests.demo_recording
 
 schemas: install
 	for kind in workflow context config; do $(VENV)/bin/orchestr schema $$kind > docs/schema/$$kind.schema.json; done

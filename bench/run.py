@@ -6,8 +6,8 @@ Prints one table. Each command is timed over several runs (median), beside the f
 
 from __future__ import annotations
 
+import itertools
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -101,6 +101,41 @@ def bench_engine(rows: list[tuple[str, str, str]]) -> None:
         rows.append(("8 branches of sleep 0.5: wall / critical path", f"{wall / 0.5:.2f}x", "<= 1.1x"))
 
 
+def write_agents(root: Path, name: str, n: int, *, max_turns: int = 5) -> None:
+    (root / "workflows").mkdir(parents=True, exist_ok=True)
+    (root / "note.txt").write_text("hello\n")
+    lines = [f"name: {name}", "agents:", "  a:", "    model: anthropic:claude-sonnet-4-6",
+             "    tools: [read_file]", f"    max_turns: {max_turns}", "steps:"]
+    for i in range(n):
+        lines += [f"  - id: s{i}", "    agent: a", f"    prompt: Say done ({i})."]
+    (root / "workflows" / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+
+
+def bench_agents(rows: list[tuple[str, str, str]]) -> None:
+    """Agent steps through the official SDK against the local wire-protocol server."""
+    from tests.fakeapi import FakeLLMServer, Reply, ToolCall
+
+    with tempfile.TemporaryDirectory() as tmp, FakeLLMServer() as server:
+        root = Path(tmp)
+        write_agents(root, "one", 1)
+        write_agents(root, "eight", 8)
+        write_agents(root, "turns", 1, max_turns=60)
+        env = {**os.environ, **server.env()}
+        server.anthropic.responder = lambda request: Reply.text("done")
+        server.latency = 0.5
+        one = timed(command([*ORCHESTR, "run", "one", "-q"], root, env), repeat=3)
+        eight = timed(command([*ORCHESTR, "run", "eight", "-q"], root, env), repeat=3)
+        rows.append(("8 independent agent steps, 500 ms replies: wall / one step", f"{eight / one:.2f}x", "<= 1.2x"))
+        server.latency = 0.0
+        base = timed(command([*ORCHESTR, "run", "one", "-q"], root, env), repeat=3)
+        calls = itertools.count()
+        server.anthropic.responder = lambda request: (
+            Reply.tool_calls(ToolCall("read_file", {"path": "note.txt"})) if next(calls) % 50 < 49 else Reply.text("done"))
+        many = timed(command([*ORCHESTR, "run", "turns", "-q"], root, env), repeat=3)
+        per_call = (many - base) / 49 * 1000
+        rows.append(("overhead per model call (+ a read_file), server at 0 ms", f"{per_call:.1f} ms", "SDK + HTTP + loop"))
+
+
 def bench_cli(rows: list[tuple[str, str, str]]) -> None:
     floor = timed(command([PY, "-c", "import typer, pydantic, yaml, rich"], ROOT))
     rows.append(("floor: import typer, pydantic, yaml, rich", f"{floor * 1000:.0f} ms", ""))
@@ -120,7 +155,7 @@ def bench_cli(rows: list[tuple[str, str, str]]) -> None:
 
 def main() -> None:
     rows: list[tuple[str, str, str]] = []
-    for section in (bench_cli, bench_compile, bench_engine):
+    for section in (bench_cli, bench_compile, bench_engine, bench_agents):
         section(rows)
     from rich.console import Console
     from rich.table import Table
@@ -131,7 +166,6 @@ def main() -> None:
     for row in rows:
         table.add_row(*row)
     Console().print(table)
-    _ = (os, shutil)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
+
+from pydantic import BaseModel
 
 from orchestr.models import format_duration
 from orchestr.plan import Plan, PlannedStep
@@ -46,7 +49,7 @@ def to_json(plan: Plan) -> dict[str, object]:
     return {
         "workflow": plan.workflow,
         "file": plan.display,
-        "schedule": schedule.model_dump(mode="json") if schedule else None,
+        "schedule": _model_json(schedule) if schedule else None,
         "layers": [list(layer) for layer in plan.layers],
         "steps": [_step_json(step) for step in plan.steps.values()],
     }
@@ -67,6 +70,12 @@ def _step_json(step: PlannedStep) -> dict[str, object]:
         "tools": list(step.agent.tools) if step.agent else [],
         "permissions": step.permissions.summary() if step.permissions else None,
         "timeout": format_duration(step.timeout) if step.timeout else None,
-        "retry": step.retry.model_dump(mode="json"),
+        "retry": _model_json(step.retry),
         "verify": [check_kind(c) for c in step.spec.verify],
     }
+
+
+def _model_json(model: BaseModel) -> dict[str, object]:
+    """A spec model as JSON, with durations written as in the YAML (`90s`, `5m`), not ISO 8601."""
+    return {key: format_duration(value) if isinstance(value, timedelta) else value
+            for key, value in model.model_dump(mode="python").items()}

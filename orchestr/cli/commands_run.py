@@ -85,6 +85,7 @@ def run(
         parse_inputs(plan.spec.inputs, inputs or [])
         out.print(render_plan(plan))
         return
+    parse_inputs(plan.spec.inputs, inputs or [])  # a bad input is reported before a missing API key
     runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
     request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
                          resume=resume, trigger=trigger, slot=slot, record=record, replay=replay,

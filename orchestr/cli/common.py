@@ -42,10 +42,18 @@ def project() -> Project:
     return Project(find_root(STATE.project_dir or Path.cwd()))
 
 
+PIPE_WIDTH = 120  # Rich's 80 columns truncates tables in CI logs and pipes
+
+
 def console(*, stderr: bool = False) -> Console:
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = PIPE_WIDTH
+    return out
 
 
 def print_json(value: object) -> None:
