@@ -76,9 +76,9 @@ class Redactor:
     """Replaces every secret value in strings (nested anywhere) with ***."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a secret containing another is fully hidden; short values would
-        # redact ordinary words, so they are left alone (and warned about by the caller).
-        self._values = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        # Longest first, so a secret containing another is fully hidden. Even a short value is
+        # redacted: a garbled trace is better than a leaked secret.
+        self._values = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def text(self, value: str) -> str:
         for secret in self._values:

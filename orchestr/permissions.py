@@ -18,6 +18,7 @@ from pathlib import Path
 
 KEYS = ("tools", "read", "write", "commands", "hosts")
 DENY_WHEN_UNSET = ("tools", "commands", "hosts")
+REACH_OUTSIDE = ("commands", "hosts")
 
 
 @lru_cache(maxsize=4096)
@@ -63,6 +64,11 @@ class PermissionLevel:
     commands: tuple[str, ...] | None = None
     hosts: tuple[str, ...] | None = None
 
+    @property
+    def is_context(self) -> bool:
+        """A level of the context tree: the ceiling that agents, steps and grants cannot pass."""
+        return self.source.startswith("context ")
+
 
 def _argv(command: str) -> tuple[str, ...]:
     try:
@@ -85,10 +91,18 @@ def _allows(key: str, patterns: tuple[str, ...], value: str | Sequence[str]) -> 
 class EffectivePermissions:
     levels: tuple[PermissionLevel, ...]
 
+    @property
+    def _in_context(self) -> bool:
+        return any(level.is_context for level in self.levels)
+
     def _check(self, key: str, value: str | Sequence[str], shown: str) -> Decision:
         setting = [level for level in self.levels if getattr(level, key) is not None]
+        noun = key[:-1] if key != "commands" else "command"
         if not setting and key in DENY_WHEN_UNSET:
-            return Decision(False, f"{key[:-1] if key != 'commands' else 'command'} {shown} denied: no level allows any {key}")
+            return Decision(False, f"{noun} {shown} denied: no level allows any {key}")
+        if key in REACH_OUTSIDE and self._in_context and not any(level.is_context for level in setting):
+            # An agent or step cannot grant itself a reach outside the project its context never gave.
+            return Decision(False, f"{noun} {shown} denied: no context in the chain allows any {key}")
         for level in setting:
             patterns = getattr(level, key)
             if not _allows(key, patterns, value):

@@ -304,3 +304,18 @@ def test_allow_and_attach_are_applied_and_recorded(project: ProjectDir, server: 
     assert beyond.exit_code == 2 and "beyond the ceiling of context acme" in beyond.stderr
 
 
+
+
+def test_an_agent_without_context_sends_no_empty_cached_block(project: ProjectDir, server: FakeLLMServer) -> None:
+    project.write("workflows/plain.yaml", """
+        agents:
+          writer: { model: "anthropic:claude-sonnet-4-6", instructions: Be brief. }
+        steps:
+          - { id: say, agent: writer, prompt: Say hi. }
+    """)
+    server.anthropic.enqueue(Reply.text("hi"))
+    result = project.cli("run", "plain", env=server.env())
+    assert result.exit_code == 0, result.output
+    body = server.anthropic.requests[0].body
+    assert body["system"] == [{"type": "text", "text": "Be brief."}]
+    assert "cache_control" not in json.dumps(body)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestr.permissions import EffectivePermissions, PermissionLevel, glob_match, subsumes
+from orchestr.permissions import Decision, EffectivePermissions, PermissionLevel, glob_match, subsumes
 from orchestr.tools.builtin import ToolContext, call_builtin
 
 
@@ -76,8 +76,9 @@ def test_subsumes() -> None:
 def ctx(tmp_path: Path) -> ToolContext:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "in.txt").write_text("hello\n")
-    perms = _perms(ROOT, PermissionLevel("agent a", tools=("read_file", "write_file", "list_files", "run_command", "http_request"),
-                                         hosts=("127.0.0.1",)))
+    hosts = PermissionLevel("context acme/ops", hosts=("127.0.0.1", "api.acme.example"))
+    perms = _perms(ROOT, hosts, PermissionLevel("agent a", tools=("read_file", "write_file", "list_files", "run_command",
+                                                                  "http_request"), hosts=("127.0.0.1",)))
     return ToolContext(root=tmp_path, permissions=perms, timeout=3.0, env={"PATH": os.environ["PATH"]})
 
 
@@ -173,3 +174,19 @@ def test_http_request_allow_list_and_redirects(ctx: ToolContext, server: str) ->
     assert denied.outcome == "denied" and "127.0.0.1" in denied.content
     redirected = call_builtin("http_request", {"method": "GET", "url": f"{server}/redirect"}, ctx)
     assert redirected.content.startswith("status: 302")
+
+
+def test_an_agent_cannot_give_itself_commands_or_hosts_its_context_never_allowed() -> None:
+    context = PermissionLevel(source="context acme", tools=("run_command", "http_request"), read=("**",))
+    agent = PermissionLevel(source="agent ops", commands=("rm -rf",), hosts=("evil.example",))
+    perms = EffectivePermissions((context, agent))
+    assert perms.check_command(["rm", "-rf", "/"]) == Decision(
+        False, "command rm -rf / denied: no context in the chain allows any commands")
+    assert not perms.check_host("evil.example").allowed
+    # With the context's say-so the agent's level narrows as usual.
+    granted = PermissionLevel(source="context acme", commands=("git",), hosts=("api.acme.example",))
+    narrowed = EffectivePermissions((granted, PermissionLevel(source="agent ops", commands=("git status",))))
+    assert narrowed.check_command(["git", "status"]).allowed
+    assert not narrowed.check_command(["git", "push"]).allowed
+    # A workflow without any context: the agent's own permissions are all there is.
+    assert EffectivePermissions((agent,)).check_command(["rm", "-rf", "x"]).allowed

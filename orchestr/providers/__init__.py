@@ -64,7 +64,7 @@ def connect(point: Endpoint, *, timeout: float) -> Provider:
     if point.kind == "anthropic":
         from orchestr.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(api_key=point.api_key, base_url=point.base_url, timeout=timeout)
+        return AnthropicProvider(name=point.name, api_key=point.api_key, base_url=point.base_url, timeout=timeout)
     from orchestr.providers.openai import OpenAIProvider
 
     return OpenAIProvider(name=point.name, api_key=point.api_key, base_url=point.base_url, timeout=timeout)

@@ -25,9 +25,8 @@ STRUCTURED_TOOL = "final_output"
 
 
 class AnthropicProvider:
-    name = "anthropic"
-
-    def __init__(self, *, api_key: str, base_url: str | None, timeout: float) -> None:
+    def __init__(self, *, name: str = "anthropic", api_key: str, base_url: str | None, timeout: float) -> None:
+        self.name = name
         import anthropic
 
         # One retry layer: ours (RetryingProvider), so the SDK's own retries are off.
@@ -50,15 +49,20 @@ class AnthropicProvider:
 
 def build_kwargs(request: ModelRequest) -> dict[str, Any]:
     """The request body: tools, then the context block with the cache breakpoint, then the rest."""
-    system: list[dict[str, Any]] = [{"type": "text", "text": request.context, "cache_control": {"type": "ephemeral"}}]
+    # The breakpoint closes the stable prefix; the API refuses it on an empty block (no context).
+    system: list[dict[str, Any]] = []
+    if request.context:
+        system.append({"type": "text", "text": request.context, "cache_control": {"type": "ephemeral"}})
     if request.instructions:
         system.append({"type": "text", "text": request.instructions})
     tools = [{"name": wire_name(t.name), "description": t.description, "input_schema": t.input_schema}
              for t in request.tools]
     kwargs: dict[str, Any] = {
-        "model": request.model, "max_tokens": request.max_tokens, "system": system,
+        "model": request.model, "max_tokens": request.max_tokens,
         "messages": [_message(m) for m in request.messages],
     }
+    if system:
+        kwargs["system"] = system
     if request.output_schema is not None:
         tools.append({"name": STRUCTURED_TOOL, "description": "Return your final answer as structured output.",
                       "input_schema": request.output_schema})

@@ -26,13 +26,13 @@ def apply_grants(permissions: EffectivePermissions, grants: Sequence[str]) -> Ef
     levels = list(permissions.levels)
     for text in grants:
         key, value = parse_grant(text)
-        contexts = [level for level in levels if level.source.startswith("context ")]
+        contexts = [level for level in levels if level.is_context]
         if key in ("commands", "hosts") and not any(getattr(level, key) is not None for level in contexts):
             raise UsageError(f"--allow {text}: no context in the chain allows any {key}; "
                              f"add it to the context's permissions.{key} first")
         for level in levels:
             allowed = getattr(level, key)
-            if level.source.startswith("context ") and allowed is not None and not subsumes(allowed, value, key):
+            if level.is_context and allowed is not None and not subsumes(allowed, value, key):
                 raise UsageError(f"--allow {text}: beyond the ceiling of {level.source} "
                                  f"({key}: {', '.join(allowed) or 'nothing'})")
         levels = [_widen(level, key, value) for level in levels]
@@ -43,7 +43,7 @@ def apply_grants(permissions: EffectivePermissions, grants: Sequence[str]) -> Ef
 
 def _widen(level: PermissionLevel, key: str, value: str) -> PermissionLevel:
     current = getattr(level, key)
-    if level.source.startswith("context ") or current is None or value in current:
+    if level.is_context or current is None or value in current:
         return level
     widened: dict[str, tuple[str, ...]] = {key: (*current, value)}
     return dataclasses.replace(level, **widened)  # type: ignore[arg-type]
