@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestr.permissions import Decision, EffectivePermissions, PermissionLevel, glob_match, subsumes
+from orchestr.permissions import (
+    Decision,
+    EffectivePermissions,
+    PermissionLevel,
+    glob_match,
+    subsumes,
+)
 from orchestr.tools.builtin import ToolContext, call_builtin
 
 
