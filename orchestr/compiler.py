@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from orchestr.ceiling import permission_ceiling
 from orchestr.context import ContextTree, ResolvedContext, permission_level
 from orchestr.errors import Diagnostic, Span, ValidationFailed, did_you_mean
 from orchestr.expressions import ROOTS, ExpressionError, Ref, condition_source, find, references
@@ -52,6 +53,7 @@ def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfi
     upstream = _upstream(unit, order) if not cycle_problems else {}
     contexts = _contexts(unit, problems)
     problems += _agents(unit, contexts)
+    problems += permission_ceiling(unit, contexts)
     problems += _expressions(unit, upstream, contexts)
     problems += _shell_source(unit)
     errors = [p for p in problems if p.severity == "error"]
@@ -82,7 +84,8 @@ def _unknown_needs(unit: Unit) -> Iterator[Diagnostic]:
     for i, step in enumerate(unit.steps):
         for j, need in enumerate(step.needs):
             if need == step.id:
-                yield Diagnostic(unit.span(("steps", i, "needs", j)), f"step '{step.id}' needs itself")
+                yield Diagnostic(unit.span(("steps", i, "needs", j)), f"step '{step.id}' needs itself",
+                                 hint=f"remove '{need}' from its `needs:`")
             elif need not in ids:
                 suggestion = did_you_mean(need, ids)
                 yield Diagnostic(
@@ -147,7 +150,10 @@ def _schedule(unit: Unit) -> Iterator[Diagnostic]:
                          hint="5 fields (minute hour day month weekday) or @hourly/@daily/@weekly/@monthly")
     zone_problem = validate_timezone(schedule.timezone)
     if zone_problem:
-        yield Diagnostic(unit.span(("schedule", "timezone")), zone_problem,
+        from zoneinfo import available_timezones
+
+        suggestion = did_you_mean(schedule.timezone, available_timezones())
+        yield Diagnostic(unit.span(("schedule", "timezone")), zone_problem + (f"; {suggestion}" if suggestion else ""),
                          hint="use an IANA name such as Europe/Berlin or UTC")
 
 
@@ -229,7 +235,7 @@ def _model(unit: Unit, agent_name: str) -> Iterator[Diagnostic]:
     model = resolve_model(unit, agent_name)
     at: PathKey = ("agents", agent_name)
     if model is None:
-        yield Diagnostic(unit.span(at), f"agent '{agent_name}' has no model",
+        yield Diagnostic(unit.wf.doc.key_span(at), f"agent '{agent_name}' has no model",
                          hint="set agents.NAME.model or defaults.model, e.g. anthropic:claude-sonnet-4-6")
         return
     provider = model.partition(":")[0]
@@ -285,75 +291,114 @@ def _expression_sites(step: Step, i: int) -> Iterator[tuple[PathKey, str, bool, 
 def _expressions(
     unit: Unit, upstream: dict[StepId, frozenset[StepId]], contexts: dict[StepId, ResolvedContext | None]
 ) -> Iterator[Diagnostic]:
+    """Check every expression; with a dependency cycle (`upstream` empty) skip the upstream rule."""
     ids = {s.id for s in unit.steps}
+    graph = _Graph(upstream, known=bool(upstream))
     for key, value in unit.wf.spec.env.items():
-        yield from _check_text(unit, ("env", key), value, False, _ref_checker(unit, None, frozenset(), ids, None))
+        yield from _check_text(unit, ("env", key), value, False, _ref_checker(unit, None, graph, ids, None))
     for i, step in enumerate(unit.steps):
         step_id = StepId(step.id)
-        before = upstream.get(step_id, frozenset())
-        check = _ref_checker(unit, step_id, before, ids, contexts.get(step_id))
-        check_own = _ref_checker(unit, step_id, before | {step_id}, ids, contexts.get(step_id))
+        check = _ref_checker(unit, step_id, graph, ids, contexts.get(step_id))
+        check_own = _ref_checker(unit, step_id, graph.including_self(), ids, contexts.get(step_id))
         for at, text, is_condition, own in _expression_sites(step, i):
             yield from _check_text(unit, at, text, is_condition, check_own if own else check)
 
 
+@dataclass(frozen=True)
+class _Graph:
+    """Which steps run before which, for "may this step read steps.X?"."""
+
+    upstream: dict[StepId, frozenset[StepId]]
+    known: bool
+    sees_itself: bool = False
+
+    def including_self(self) -> _Graph:
+        return _Graph(self.upstream, self.known, sees_itself=True)
+
+    def before(self, step: StepId, target: StepId) -> bool:
+        return not self.known or target in self.upstream.get(step, frozenset()) or (
+            self.sees_itself and target == step
+        )
+
+    def after(self, step: StepId, target: StepId) -> bool:
+        return step in self.upstream.get(target, frozenset())
+
+
 def _check_text(
-    unit: Unit, at: PathKey, text: str, is_condition: bool, check: Callable[[Ref], str | None]
+    unit: Unit, at: PathKey, text: str, is_condition: bool, check: Callable[[Ref], tuple[str, str] | None]
 ) -> Iterator[Diagnostic]:
     sources = [condition_source(text)] if is_condition else [expr for _, expr in find(text)]
     for expr in sources:
+        if not expr:
+            yield Diagnostic(unit.span(at), "empty expression", hint="write one, e.g. ${{ inputs.mode == 'full' }}, or remove it")
+            continue
         try:
             refs = references(expr)
         except ExpressionError as exc:
-            yield Diagnostic(unit.span(at), str(exc), hint="expressions use Jinja syntax: a.b, a['b-c'], ==, and, or, not")
+            # jinja parses `${{ x }}` as a print statement: say "expression", which the user wrote
+            message = str(exc).replace("'end of print statement'", "end of expression")
+            yield Diagnostic(unit.span(at), message, hint="expressions use Jinja syntax: a.b, a['b-c'], ==, and, or, not")
             continue
         for ref in refs:
             problem = check(ref)
             if problem:
-                yield Diagnostic(unit.span(at), problem)
+                yield Diagnostic(unit.span(at), problem[0], hint=problem[1])
+
+
+_READABLE = "inputs.NAME, vars.NAME (from the context), env.NAME, steps.ID.outputs.NAME"
 
 
 def _ref_checker(
     unit: Unit,
     step: StepId | None,
-    upstream: frozenset[StepId],
+    graph: _Graph,
     ids: set[str],
     context: ResolvedContext | None,
-) -> Callable[[Ref], str | None]:
+) -> Callable[[Ref], tuple[str, str] | None]:
     inputs = unit.wf.spec.inputs
 
-    def check(ref: Ref) -> str | None:
+    def check(ref: Ref) -> tuple[str, str] | None:
         head = ref.path[0] if ref.path else None
         if ref.root not in ROOTS:
-            return f"expression reads '{ref}': expressions can read only {', '.join(ROOTS)}"
+            suggestion = did_you_mean(ref.root, ROOTS)
+            hint = "secrets are environment variables: read env.NAME" if ref.root == "secrets" else f"read {_READABLE}"
+            return (f"expression reads '{ref}': expressions can read only {', '.join(ROOTS)}"
+                    + (f"; {suggestion}" if suggestion else ""), hint)
         if ref.root == "inputs" and head is not None and head not in inputs:
             suggestion = did_you_mean(head, set(inputs))
-            return f"unknown input '{head}'" + (f"; {suggestion}" if suggestion else "") + f" (declared: {', '.join(inputs) or 'none'})"
+            return (f"unknown input '{head}'" + (f"; {suggestion}" if suggestion else "")
+                    + f" (declared: {', '.join(inputs) or 'none'})", f"declare it under `inputs:`, e.g. {head}: {{ default: ... }}")
         if ref.root == "vars" and head is not None:
             known = context.vars if context is not None else {}
             if head not in known:
                 suggestion = did_you_mean(head, set(known))
                 where = f"context '{context.id}'" if context else "this step (it has no context)"
-                return f"unknown var '{head}' in {where}" + (f"; {suggestion}" if suggestion else "")
+                node = f"contexts/{context.id}.yaml" if context else "a context node, and set `context:`"
+                return (f"unknown var '{head}' in {where}" + (f"; {suggestion}" if suggestion else ""),
+                        f"vars come from the context chain: add {head} under `vars:` in {node}")
         if ref.root == "steps":
-            return _step_ref_problem(ref.path, step, upstream, ids)
+            problem = _step_ref_problem(ref.path, step, graph, ids)
+            return (problem, "") if problem else None
         return None
 
     return check
 
 
-def _step_ref_problem(
-    path: tuple[str, ...], step: StepId | None, upstream: frozenset[StepId], ids: set[str]
-) -> str | None:
+def _step_ref_problem(path: tuple[str, ...], step: StepId | None, graph: _Graph, ids: set[str]) -> str | None:
     if not path:
         return "`steps` must be followed by a step id, e.g. steps.fetch.outputs.count"
-    target = path[0]
+    target = StepId(path[0])
     if target not in ids:
         suggestion = did_you_mean(target, ids)
         return f"expression reads unknown step '{target}'" + (f"; {suggestion}" if suggestion else "")
     if step is None:
         return f"workflow-level env cannot read steps.{target}: it is set before any step runs"
-    if target not in upstream:
+    if target == step and not graph.sees_itself:
+        return f"step '{step}' reads its own steps.{step} before it has run: only its verify checks may"
+    if graph.after(step, target):
+        return (f"step '{step}' reads steps.{target}, but '{target}' runs after it (it needs '{step}'): "
+                f"move this expression to a step that runs after '{target}'")
+    if not graph.before(step, target):
         return (f"step '{step}' reads steps.{target}, but '{target}' is not upstream of it: "
                 f"add `needs: [{target}]` to step '{step}'")
     if len(path) < 2 or path[1] not in STEP_FIELDS:

@@ -106,6 +106,7 @@ def load_tree(root: Path, *, display_root: str = "") -> ContextTree:
     """Load every node under `root/contexts`; ValidationFailed lists every problem found."""
     base = root / CONTEXTS_DIR
     nodes: dict[NodeId, ContextNode] = {}
+    broken: set[NodeId] = set()
     problems: list[Diagnostic] = []
     files = sorted([*base.rglob("*.yaml"), *base.rglob("*.yml")]) if base.is_dir() else []
     for path in files:
@@ -115,19 +116,21 @@ def load_tree(root: Path, *, display_root: str = "") -> ContextTree:
             doc = load_yaml(path, display=display)
             nodes[node_id] = ContextNode(node_id, decode(doc, ContextNodeSpec, what="context node"), doc)
         except ValidationFailed as exc:
+            broken.add(node_id)
             problems.extend(exc.diagnostics)
     tree = ContextTree(root, nodes)
     for node in nodes.values():
-        problems.extend(_node_problems(tree, node))
+        problems.extend(_node_problems(tree, node, broken))
     if problems:
         raise ValidationFailed(problems)
     return tree
 
 
-def _node_problems(tree: ContextTree, node: ContextNode) -> list[Diagnostic]:
+def _node_problems(tree: ContextTree, node: ContextNode, broken: set[NodeId]) -> list[Diagnostic]:
+    """A node's own problems; an ancestor whose file exists but is invalid reports its own."""
     problems: list[Diagnostic] = []
     parent = node.parent
-    if parent is not None and parent not in tree.nodes:
+    if parent is not None and parent not in tree.nodes and parent not in broken:
         problems.append(
             Diagnostic(
                 node.doc.span(),
@@ -137,9 +140,14 @@ def _node_problems(tree: ContextTree, node: ContextNode) -> list[Diagnostic]:
         )
     for i, name in enumerate(node.spec.files):
         problems.extend(_file_problem(tree.root, name, node.doc.span(("files", i))))
-    if not problems:
+    if not problems and all(ancestor in tree.nodes for ancestor in _ancestors(node.id)):
         problems.extend(_widening(tree, node))
     return problems
+
+
+def _ancestors(node_id: NodeId) -> list[NodeId]:
+    parts = node_id.split("/")
+    return [NodeId("/".join(parts[:n])) for n in range(1, len(parts))]
 
 
 def _file_problem(root: Path, name: str, span: Span) -> list[Diagnostic]:

@@ -25,6 +25,7 @@ from pydantic import (
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h|d)\s*)+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_MAX_SECONDS = 3650 * 86400.0  # ten years: longer would be a typo, and timedelta overflows
 DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"
 
 
@@ -34,13 +35,16 @@ def parse_duration(value: object) -> object:
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration like 90s, 5m or 1h, got a boolean")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    if not isinstance(value, str) or not _DURATION.match(value):
+    if isinstance(value, int | float) and value == value:  # NaN is not a duration
+        seconds = float(max(min(value, _MAX_SECONDS + 1), -1))
+    elif isinstance(value, str) and _DURATION.match(value):
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+    else:
         raise ValueError(f"invalid duration {value!r}: use a number with a unit, like 90s, 5m, 1h or 1h30m")
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    if seconds > _MAX_SECONDS:
+        raise ValueError(f"duration too long: at most {_MAX_SECONDS // 86400:g} days")
     return timedelta(seconds=seconds)
 
 

@@ -170,3 +170,15 @@ def resolve_in_root(root: Path, user_path: str) -> Path:
     if resolved != base and base not in resolved.parents:
         raise PathDenied(f"{user_path!r} leads outside the project (through a symlink)")
     return resolved
+
+
+def beyond_ceiling(ceiling: Sequence[PermissionLevel], key: str, pattern: str) -> str | None:
+    """Why an agent's or step's `pattern` reaches past the context chain's levels, or None."""
+    setting = [level for level in ceiling if getattr(level, key) is not None]
+    if not setting and key in REACH_OUTSIDE:
+        return f"no context in the chain allows any {key}"
+    for level in setting:
+        allowed: tuple[str, ...] = getattr(level, key)
+        if not subsumes(allowed, pattern, key):
+            return f"{level.source} does not allow it ({key}: {', '.join(allowed) or 'nothing'})"
+    return None

@@ -110,8 +110,10 @@ def _prefix(root: Path) -> str:
 
 
 def no_workflows(root: Path) -> Diagnostic:
+    folder = root / WORKFLOWS_DIR
+    found = "no workflow files (*.yaml) found" if folder.is_dir() else f"no {WORKFLOWS_DIR}/ folder in this project"
     return Diagnostic(
-        Span(display_path(root / WORKFLOWS_DIR)),
-        "no workflow files found",
+        Span(display_path(folder)),
+        found,
         hint=f"add a workflow as {WORKFLOWS_DIR}/NAME.yaml (see `orchestr schema workflow`)",
     )

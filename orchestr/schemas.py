@@ -18,4 +18,4 @@ MODELS: dict[str, tuple[type[BaseModel], str]] = {
 def json_schema(kind: str) -> dict[str, Any]:
     model, title = MODELS[kind]
     schema = model.model_json_schema(by_alias=True, mode="validation")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
+    return {**schema, "$schema": "https://json-schema.org/draft/2020-12/schema", "title": title}

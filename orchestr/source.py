@@ -20,6 +20,8 @@ PathKey: TypeAlias = tuple[str | int, ...]
 Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STRING_TAGS = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
 MAX_SOURCE_BYTES = 2_000_000
+MAX_DEPTH = 100
+MAX_VALUES = 200_000
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Document:
     data: object
     spans: dict[PathKey, Span] = field(default_factory=dict)
     key_spans: dict[PathKey, Span] = field(default_factory=dict)
+    empty: bool = False  # nothing but blank lines and comments (data is None)
 
     def span(self, at: PathKey = ()) -> Span:
         """The span of the node at `at`, or of its nearest existing ancestor."""
@@ -50,6 +53,13 @@ def _span(display: str, node: yaml.Node) -> Span:
     return Span(display, mark.line + 1, mark.column + 1)
 
 
+class _TooLarge(Exception):
+    """The document cannot be built into values: it is recursive, too deep, or too large."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        self.diagnostic = diagnostic
+
+
 class _Builder:
     def __init__(self, display: str) -> None:
         self.display = display
@@ -57,14 +67,36 @@ class _Builder:
         self.key_spans: dict[PathKey, Span] = {}
         self.problems: list[Diagnostic] = []
         self._constructor = yaml.SafeLoader("")
+        self._open: set[int] = set()
 
     def build(self, node: yaml.Node, at: PathKey) -> object:
-        self.spans[at] = _span(self.display, node)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, at)
-        if isinstance(node, yaml.SequenceNode):
+        span = _span(self.display, node)
+        self._guard(node, at, span)
+        self.spans[at] = span
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, at)
+            assert isinstance(node, yaml.SequenceNode)
             return [self.build(item, (*at, i)) for i, item in enumerate(node.value)]
-        assert isinstance(node, yaml.ScalarNode)
+        finally:
+            self._open.discard(id(node))
+
+    def _guard(self, node: yaml.Node, at: PathKey, span: Span) -> None:
+        """Aliases can make a small file recursive or huge; refuse before Python's stack does."""
+        if id(node) in self._open:
+            message = "this value contains an alias (*name) of itself: the data would be infinite"
+            raise _TooLarge(Diagnostic(span, message, hint="remove the alias that refers back to this value"))
+        if len(at) > MAX_DEPTH:
+            raise _TooLarge(Diagnostic(span, f"values nested more than {MAX_DEPTH} levels deep",
+                                       hint="flatten the structure"))
+        if len(self.spans) >= MAX_VALUES:
+            raise _TooLarge(Diagnostic(span, f"more than {MAX_VALUES} values (counting each use of an alias)",
+                                       hint="split the file, or repeat fewer aliases (*name) of large values"))
+
+    def _scalar(self, node: yaml.ScalarNode) -> object:
         if node.tag in _STRING_TAGS:
             return str(node.value)
         return self._constructor.construct_object(node, deep=True)
@@ -121,6 +153,20 @@ def _at_tab(text: str, line: int, col: int) -> bool:
     return 0 < line <= len(lines) and "\t" in lines[line - 1][: max(col, 1)]
 
 
+_SYNTAX_HINTS = (
+    ("mapping values are not allowed", 'quote a value that contains ": ", e.g. run: "echo a: b"'),
+    ("cannot start any token", "quote a value that starts with @, ` or %"),
+    ("could not find expected ':'", "write `key: value`; check the line where the key starts"),
+    ("expected '-' indicator", "line up every key of a list item with the first key after `- `"),
+    ("expected ',' or ']'", "close the [ list ] and separate its items with commas"),
+    ("expected ',' or '}'", "close the { mapping } and separate its entries with commas"),
+    ("second YAML document", "remove the `---` and what follows it, or move that part to its own file"),
+    ("constructor for the tag", "orchestr reads plain YAML: remove the !tag, or quote the value"),
+    ("quoted scalar", "close the quote"),
+    ("undefined alias", "define the anchor (&name) before an alias (*name) uses it"),
+)
+
+
 def _yaml_error(display: str, exc: yaml.YAMLError, text: str = "") -> Diagnostic:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -132,8 +178,14 @@ def _yaml_error(display: str, exc: yaml.YAMLError, text: str = "") -> Diagnostic
             hint="indent with spaces only; replace the tab with spaces",
         )
     context = getattr(exc, "context", None)
+    started = getattr(exc, "context_mark", None)
+    if context and context.startswith("while ") and started is not None:
+        context += f" that starts at line {started.line + 1}, column {started.column + 1}"
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
-    return Diagnostic(Span(display, line, col), message, hint="fix the YAML syntax at this position")
+    if "found another document" in problem:
+        message = "a second YAML document starts here: a file holds one document"
+    hint = next((h for key, h in _SYNTAX_HINTS if key in message), "fix the YAML syntax at this position")
+    return Diagnostic(Span(display, line, col), message, hint=hint)
 
 
 def _read_text(path: Path, display: str) -> str:
@@ -155,7 +207,8 @@ def _read_text(path: Path, display: str) -> str:
         )
     if b"\x00" in raw:
         raise ValidationFailed(
-            [Diagnostic(Span(display, 1, 1), "binary file (contains NUL bytes), expected YAML text")]
+            [Diagnostic(Span(display, 1, 1), "binary file (contains NUL bytes), expected YAML text",
+                        hint="only YAML text files belong here; move this file elsewhere")]
         )
     try:
         return raw.decode("utf-8-sig")
@@ -174,14 +227,14 @@ def parse_yaml(text: str, *, path: Path, display: str) -> Document:
     except yaml.YAMLError as exc:
         raise ValidationFailed([_yaml_error(display, exc, text)]) from None
     if node is None:
-        raise ValidationFailed(
-            [Diagnostic(Span(display, 1, 1), "file is empty", hint="a YAML mapping is expected here")]
-        )
+        return Document(path, display, None, empty=True)
     builder = _Builder(display)
     try:
         data = builder.build(node, ())
     except yaml.YAMLError as exc:
         raise ValidationFailed([_yaml_error(display, exc, text)]) from None
+    except _TooLarge as exc:
+        raise ValidationFailed([exc.diagnostic]) from None
     if builder.problems:
         raise ValidationFailed(builder.problems)
     return Document(path, display, data, builder.spans, builder.key_spans)

@@ -7,6 +7,7 @@ path (for the position) and the keys allowed there (for "did you mean").
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -22,16 +23,50 @@ M = TypeVar("M", bound=BaseModel)
 
 def decode(doc: Document, model: type[M], *, what: str) -> M:
     """Validate `doc.data` as `model`; raise ValidationFailed listing every problem."""
+    required = [f.alias or name for name, f in model.model_fields.items() if f.is_required()]
+    keys = " and ".join(f"`{key}:`" for key in required)
+    if doc.empty and not required:
+        return model.model_validate({})
+    if doc.empty:
+        raise ValidationFailed([Diagnostic(doc.span(), f"file is empty: a {what} needs at least {keys}",
+                                           hint=f"add {keys} (`orchestr schema` lists every key)")])
     if not isinstance(doc.data, dict):
+        hint = f"start the file with its keys, e.g. {keys}" if keys else "write `key: value` lines"
         raise ValidationFailed(
-            [Diagnostic(doc.span(), f"a {what} must be a YAML mapping of keys, got {_kind(doc.data)}")]
+            [Diagnostic(doc.span(), f"a {what} must be a YAML mapping of keys, got {_kind(doc.data)}", hint=hint)]
         )
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        errors = [dict(err) for err in exc.errors()]
-        problems = [_diagnostic(doc, model, err) for err in errors if not _echo(err, errors)]
-        raise ValidationFailed(_dedupe(problems)) from None
+        raise ValidationFailed(_diagnostics(doc, model, [dict(err) for err in exc.errors()])) from None
+
+
+def _diagnostics(doc: Document, model: type[BaseModel], errors: list[dict[str, Any]]) -> list[Diagnostic]:
+    walked = [(err, *_walk(model, tuple(err["loc"]))) for err in errors if not _echo(err, errors)]
+    # A misspelt required key yields "unknown 'titel'" and "missing 'title'": keep the first only.
+    misspelt = {
+        (path[:-1], close)
+        for err, path, allowed, _ in walked
+        if err["type"] == "extra_forbidden" and path and allowed
+        for close in difflib.get_close_matches(str(path[-1]), sorted(allowed), n=1, cutoff=0.6)
+    }
+    problems: list[Diagnostic] = []
+    alternatives: dict[PathKey, list[str]] = {}
+    for err, path, allowed, in_union in walked:
+        if err["type"] == "missing" and (path[:-1], path[-1]) in misspelt:
+            continue
+        if in_union and err["type"] in _EXPECTED:
+            alternatives.setdefault(path, []).append(_EXPECTED[err["type"]])
+            continue
+        problems.append(_diagnostic(doc, err, path, allowed))
+    for path, expected in alternatives.items():
+        value = doc_value(doc, path)
+        choices = [c for c in dict.fromkeys(_EXPECTED.values()) if c in expected]  # one order
+        if "a number" in choices and "a whole number" in choices:
+            choices.remove("a whole number")
+        wanted = ", ".join(choices[:-1]) + (" or " if len(choices) > 1 else "") + choices[-1]
+        problems.append(Diagnostic(doc.span(path), f"{_dotted(path)}: expected {wanted}, got {_got(value)}"))
+    return _dedupe(problems)
 
 
 def _echo(err: dict[str, Any], errors: list[dict[str, Any]]) -> bool:
@@ -74,8 +109,49 @@ def _dotted(path: PathKey) -> str:
     return text or "the top level"
 
 
-def _diagnostic(doc: Document, model: type[BaseModel], err: dict[str, Any]) -> Diagnostic:
-    path, allowed = _walk(model, tuple(err["loc"]))
+_EXPECTED = {
+    "string_type": "text",
+    "bool_type": "a boolean (true or false)",
+    "bool_parsing": "a boolean (true or false)",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping of keys",
+    "model_type": "a mapping of keys",
+    "model_attributes_type": "a mapping of keys",
+}
+_PATTERNS = {
+    r"^[A-Za-z0-9_][A-Za-z0-9_-]*$": "use letters, digits, _ and -, not starting with -",
+    r"^[A-Za-z_][A-Za-z0-9_]*$": "use letters, digits and _, not starting with a digit",
+    r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$": "use letters, digits, _, . and -, not starting with . or -",
+    r"^[A-Za-z0-9_.-]+$": "use letters, digits, _, . and -",
+    r"^[A-Za-z0-9_-]+$": "use letters, digits, _ and -",
+}
+_BOUNDS = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "more than"),
+           "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}
+_FIELD_HINTS = {
+    "steps": "steps is a list; each step starts with `- id: NAME`",
+    "needs": "a step id, or a list of them: needs: [fetch, test]",
+    "attempts": "attempts counts every attempt, the first included: 1 runs once, 3 allows two retries",
+}
+
+
+def _got(value: object) -> str:
+    """The offending value, shown when short, else its kind."""
+    if isinstance(value, str) and len(value) <= 40 and "\n" not in value:
+        return f"'{value}'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) and len(repr(value)) <= 20:
+        return repr(value)
+    return _kind(value)
+
+
+def _diagnostic(doc: Document, err: dict[str, Any], path: PathKey, allowed: set[str] | None) -> Diagnostic:
     kind = err["type"]
     where = _dotted(path)
     if kind == "extra_forbidden":
@@ -94,8 +170,44 @@ def _diagnostic(doc: Document, model: type[BaseModel], err: dict[str, Any]) -> D
         )
     if kind in ("union_tag_not_found", "union_tag_invalid"):
         return _tag_problem(doc, path, doc_value(doc, path))
+    value = err.get("input", doc_value(doc, path))
+    if path and path[-1] == "[key]":  # pydantic's marker for a mapping key that failed
+        key_path = path[:-1]
+        return Diagnostic(doc.key_span(key_path), f"{_dotted(key_path[:-1])}: key {_message(err, value)}")
+    field = next((part for part in reversed(path) if isinstance(part, str)), "")
+    hint = _FIELD_HINTS.get(field, "")
+    if kind == "string_type" and isinstance(value, int | float):
+        hint = f'quote it to make it text: "{_got(value)}"'
+    return Diagnostic(doc.span(path), f"{where}: {_message(err, value)}", hint=hint)
+
+
+def _message(err: dict[str, Any], value: object) -> str:
+    kind = err["type"]
+    ctx: dict[str, Any] = err.get("ctx") or {}
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {_got(value)}"
+    if kind in _BOUNDS:
+        key, words = _BOUNDS[kind]
+        return f"must be {words} {ctx.get(key)}, got {_got(value)}"
+    if kind == "too_short":
+        count = ctx.get("min_length", 1)
+        return f"needs at least {count} item{'s' if count != 1 else ''}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters long"
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        return f"{_got(value)} is not allowed: {_PATTERNS.get(pattern, f'it must match {pattern}')}"
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        choices = [c.strip(" '") for c in expected.replace(" or ", ", ").split(",")]
+        suggestion = did_you_mean(str(value), choices) if isinstance(value, str) else ""
+        return f"{_got(value)} is not one of {expected}" + (f"; {suggestion}" if suggestion else "")
     message = str(err["msg"]).removeprefix("Value error, ")
-    return Diagnostic(doc.span(path), f"{where}: {message} (got {_kind(err.get('input'))})")
+    if kind in ("value_error", "assertion_error"):
+        return message
+    return f"{message} (got {_kind(value)})"
 
 
 def doc_value(doc: Document, path: PathKey) -> object:
@@ -111,32 +223,46 @@ def doc_value(doc: Document, path: PathKey) -> object:
 
 
 def _tag_problem(doc: Document, path: PathKey, value: object) -> Diagnostic:
-    where = _dotted(path)
     if "steps" in path and "verify" not in path:
-        keys = [k for k in value if isinstance(k, str)] if isinstance(value, dict) else []
-        close = [hint for k in keys if (hint := did_you_mean(k, ("run", "agent"))) and k not in ("run", "agent")]
-        if "run" in keys and "agent" in keys:
-            message = f"{where}: a step has either `run:` or `agent:`, not both"
-        else:
-            message = f"{where}: a step needs `run:` (a shell step) or `agent:` (an agent step)"
-            message += f"; {close[0]}" if close else ""
-        return Diagnostic(doc.span(path), message, hint="split it into two steps if it does both")
-    keys = list(value) if isinstance(value, dict) else []
-    unknown = [k for k in keys if k not in CHECK_KINDS]
-    suggestion = did_you_mean(unknown[0], CHECK_KINDS) if unknown else ""
+        return _step_problem(doc, path, value)
+    where = _dotted(path)
+    checks = f"checks: {', '.join(CHECK_KINDS)}"
+    if not isinstance(value, dict):
+        return Diagnostic(doc.span(path), f"{where}: expected a check like `file_exists: PATH`, got {_got(value)}",
+                          hint=checks)
+    unknown = [k for k in value if k not in CHECK_KINDS]
     message = f"{where}: each check is one of {', '.join(CHECK_KINDS)}"
     if unknown:
+        suggestion = did_you_mean(str(unknown[0]), CHECK_KINDS)
         message = f"{where}: unknown check '{unknown[0]}'" + (f"; {suggestion}" if suggestion else "")
-    elif len(keys) > 1:
-        message = f"{where}: write one check per list item, got {', '.join(keys)}"
-    return Diagnostic(doc.span(path), message, hint=f"checks: {', '.join(CHECK_KINDS)}")
+    elif len(value) > 1:
+        message = f"{where}: write one check per list item, got {', '.join(value)}"
+    return Diagnostic(doc.span(path), message, hint=checks)
 
 
-def _walk(model: type[BaseModel], loc: PathKey) -> tuple[PathKey, set[str] | None]:
-    """Follow `loc` through `model`'s type: the data path, and the keys allowed at its end."""
+def _step_problem(doc: Document, path: PathKey, value: object) -> Diagnostic:
+    where = _dotted(path)
+    if not isinstance(value, dict):
+        return Diagnostic(doc.span(path), f"{where}: expected a step (a mapping with `id:` and `run:` or `agent:`), "
+                          f"got {_got(value)}", hint="write `- id: NAME` and, below it, `run: COMMAND`")
+    if "run" in value and "agent" in value:
+        return Diagnostic(doc.span(path), f"{where}: a step has either `run:` or `agent:`, not both",
+                          hint="split it into two steps: a shell step with run:, an agent step with agent:")
+    close = [hint for k in value if k not in ("run", "agent") and (hint := did_you_mean(str(k), ("run", "agent")))]
+    return Diagnostic(
+        doc.span(path),
+        f"{where}: a step needs `run:` (a shell step) or `agent:` (an agent step)" + (f"; {close[0]}" if close else ""),
+        hint="add `run: COMMAND`, or `agent: NAME` and `prompt: ...`",
+    )
+
+
+def _walk(model: type[BaseModel], loc: PathKey) -> tuple[PathKey, set[str] | None, bool]:
+    """Follow `loc` through `model`'s type: the data path, the keys allowed at its end, and
+    whether it went through a plain union (whose members' errors are alternatives)."""
     path: list[str | int] = []
     tp: Any = model
     allowed: set[str] | None = None
+    in_union = False
     for part in loc:
         tp, tagged = _unwrap(tp)
         if tagged is not None:
@@ -144,10 +270,14 @@ def _walk(model: type[BaseModel], loc: PathKey) -> tuple[PathKey, set[str] | Non
             tp, _ = _unwrap(tp)
             if str(part) in tagged:
                 continue
+        if get_origin(tp) in (Union, types.UnionType):
+            # pydantic names the member it tried ("str", "int"): not a key in the file.
+            tp, in_union = Any, True
+            continue
         allowed = _fields(tp)
         path.append(part)
         tp = _child(tp, part)
-    return tuple(path), allowed
+    return tuple(path), allowed, in_union
 
 
 def _unwrap(tp: Any) -> tuple[Any, dict[str, Any] | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +32,25 @@ def validate_paths(paths: list[Path], *, default_root: Path) -> Report:
         if path.is_dir():
             _validate_project(Project(path.resolve()), report)
         elif not path.exists():
-            report.diagnostics.append(Diagnostic(Span(str(path)), "no such file or directory"))
+            report.diagnostics.append(_missing(path))
         else:
             _validate_file(path, report)
     report.diagnostics.sort(key=lambda d: (d.span, d.message))
     return report
+
+
+def _missing(path: Path) -> Diagnostic:
+    # compare stems: every workflow ends in .yaml, which would make any two names look close
+    try:
+        siblings = {p.stem: p.name for p in path.parent.iterdir()}
+    except OSError:
+        siblings = {}
+    close = difflib.get_close_matches(path.stem, list(siblings), n=1, cutoff=0.6)
+    return Diagnostic(
+        Span(str(path)),
+        "no such file or directory" + (f"; did you mean '{path.parent / siblings[close[0]]}'?" if close else ""),
+        hint="check the path; `orchestr validate` with no argument checks the whole project",
+    )
 
 
 def _validate_project(project: Project, report: Report) -> None:

@@ -30,7 +30,8 @@ def local(zone: str, *args: int, fold: int = 0) -> datetime:
     ("@DAILY", None),
     ("* * *", "expected 5 fields (minute hour day-of-month month day-of-week), got 3"),
     ("0 0 * * * *", "expected 5 fields (minute hour day-of-month month day-of-week), got 6"),
-    ("61 * * * *", "a field is out of range or malformed"),
+    ("61 * * * *", "the minute field '61' is out of range or malformed (minute: 0-59)"),
+    ("0 8 * * MON-FRY", "the day-of-week field 'MON-FRY' is out of range or malformed (day-of-week: 0-7 or SUN-SAT)"),
     ("@often", "unknown alias '@often' (use one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)"),
     ("0 0 30 2 *", "it never matches a real date (e.g. February 30th)"),
 ])

@@ -23,6 +23,8 @@ ALIASES = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
     "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
 }
+FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or JAN-DEC"),
+          ("day-of-week", "0-7 or SUN-SAT"))
 # Wide enough for every DST shift in the tz database (at most 2 hours).
 DST_MARGIN = timedelta(hours=3)
 MINUTE = timedelta(minutes=1)
@@ -44,8 +46,13 @@ def validate_cron(expr: str) -> str | None:
     fields = text.split(" ")
     if len(fields) != 5:
         return f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
+    for i, (name, allowed) in enumerate(FIELDS):
+        probe = ["*"] * 5
+        probe[i] = fields[i]
+        if not croniter.is_valid(" ".join(probe)):
+            return f"the {name} field '{fields[i]}' is out of range or malformed ({name}: {allowed})"
     if not croniter.is_valid(text):
-        return "a field is out of range or malformed"
+        return "the fields do not combine into a valid expression"
     try:
         croniter(text, datetime(2000, 1, 1)).get_next(datetime)
     except CroniterError:
