@@ -274,6 +274,9 @@ def _invalid_tool_name(provider: str, body: dict[str, Any]) -> str | None:
 def _handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
+        # client's delayed ACK add ~40 ms to every reply, as no real API server does.
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:
             provider = {"/v1/messages": "anthropic", "/v1/chat/completions": "openai"}.get(self.path.split("?")[0])
