@@ -22,6 +22,7 @@ from orchestr.permissions import EffectivePermissions, PermissionLevel
 from orchestr.plan import Plan, PlannedStep, ResolvedAgent, StepId
 from orchestr.project import LoadedWorkflow
 from orchestr.source import PathKey
+from orchestr.step_passes import attached_files, impossible_checks
 
 BUILTIN_TOOLS = ("read_file", "write_file", "list_files", "run_command", "http_request")
 BUILTIN_PROVIDERS = ("anthropic", "openai")
@@ -55,7 +56,7 @@ def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfi
     problems += _agents(unit, contexts)
     problems += permission_ceiling(unit, contexts)
     problems += _expressions(unit, upstream, contexts)
-    problems += _shell_source(unit)
+    problems += [*_shell_source(unit), *attached_files(unit), *impossible_checks(unit)]
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ValidationFailed(problems)

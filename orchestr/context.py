@@ -109,9 +109,14 @@ def load_tree(root: Path, *, display_root: str = "") -> ContextTree:
     broken: set[NodeId] = set()
     problems: list[Diagnostic] = []
     files = sorted([*base.rglob("*.yaml"), *base.rglob("*.yml")]) if base.is_dir() else []
+    seen: dict[NodeId, str] = {}
     for path in files:
         node_id = NodeId(path.relative_to(base).with_suffix("").as_posix())
         display = f"{display_root}{CONTEXTS_DIR}/{path.relative_to(base).as_posix()}"
+        if node_id in seen:
+            problems.append(_twin(node_id, seen[node_id], display))
+            continue
+        seen[node_id] = display
         try:
             doc = load_yaml(path, display=display)
             nodes[node_id] = ContextNode(node_id, decode(doc, ContextNodeSpec, what="context node"), doc)
@@ -124,6 +129,15 @@ def load_tree(root: Path, *, display_root: str = "") -> ContextTree:
     if problems:
         raise ValidationFailed(problems)
     return tree
+
+
+def _twin(node_id: NodeId, first: str, display: str) -> Diagnostic:
+    """`x.yaml` and `x.yml` are both node `x`: which one is meant cannot be told, so neither wins."""
+    return Diagnostic(
+        Span(display, 1, 1),
+        f"context '{node_id}' is defined twice: by {first} and by this file",
+        hint="keep one of the two files (merge them, or delete or rename the other)",
+    )
 
 
 def _node_problems(tree: ContextTree, node: ContextNode, broken: set[NodeId]) -> list[Diagnostic]:
@@ -151,12 +165,29 @@ def _ancestors(node_id: NodeId) -> list[NodeId]:
 
 
 def _file_problem(root: Path, name: str, span: Span) -> list[Diagnostic]:
-    path = root / name
-    if not path.is_file():
-        return [Diagnostic(span, f"file '{name}' does not exist", hint="paths are relative to the project root")]
-    if path.stat().st_size > MAX_FILE_BYTES:
+    problem = project_file_problem(root, name, span)
+    if problem is not None:
+        return [problem]
+    if (root / name).stat().st_size > MAX_FILE_BYTES:
         return [Diagnostic(span, f"file '{name}' is larger than {MAX_FILE_BYTES} bytes", hint="attach a summary instead")]
     return []
+
+
+def project_file_problem(root: Path, name: str, span: Span, *, must_exist: bool = True) -> Diagnostic | None:
+    """A `files:` entry must name a file inside the project: its text goes to a model, and the
+    project is what a reviewer sees (an absolute path or `..` would reach past it)."""
+    posix = Path(name).as_posix()
+    if Path(name).is_absolute() or ".." in posix.split("/"):
+        return Diagnostic(span, f"file '{name}' is outside the project: absolute paths and `..` are not allowed",
+                          hint="write a path relative to the project root, e.g. docs/policy.md")
+    path = root / name
+    if path.exists() and not path.resolve().is_relative_to(root.resolve()):
+        return Diagnostic(span, f"file '{name}' leads outside the project (through a symlink)",
+                          hint="copy the file into the project instead of linking to it")
+    if must_exist and not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        return Diagnostic(span, f"file '{name}' {what}", hint="paths are relative to the project root")
+    return None
 
 
 def _widening(tree: ContextTree, node: ContextNode) -> list[Diagnostic]:

@@ -18,7 +18,9 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -26,7 +28,8 @@ _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)(ms|s|m|h|d)\s*)+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _MAX_SECONDS = 3650 * 86400.0  # ten years: longer would be a typo, and timedelta overflows
-DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"
+# The JSON Schema twin of _DURATION (ECMA-262 syntax): what editors accept must match the loader.
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?(ms|s|m|h|d)\s*)+$"
 
 
 def parse_duration(value: object) -> object:
@@ -63,12 +66,20 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
+def _duration_schema(*, positive: bool) -> WithJsonSchema:
+    """Text with units, or a bare number of seconds: both load, so editors must accept both."""
+    seconds: dict[str, Any] = {"type": "number", "maximum": _MAX_SECONDS}
+    seconds["exclusiveMinimum" if positive else "minimum"] = 0
+    text = {"type": "string", "pattern": DURATION_PATTERN}
+    return WithJsonSchema({"anyOf": [text, seconds], "examples": ["90s", "5m", "1h 30m", 90]})
+
+
 Duration: TypeAlias = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["90s", "5m", "1h"]}),
+    _duration_schema(positive=False),
 ]
-PositiveDuration: TypeAlias = Annotated[Duration, AfterValidator(_positive)]
+PositiveDuration: TypeAlias = Annotated[Duration, AfterValidator(_positive), _duration_schema(positive=True)]
 
 _MODEL_REF = re.compile(r"^[A-Za-z0-9_.-]+:\S+$")
 
@@ -160,6 +171,17 @@ class FileContains(Strict):
     path: str
     pattern: str
 
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        # a pattern is literal, so an invalid one is wrong on every run: say so before the first
+        try:
+            re.compile(value, re.MULTILINE)
+        except re.error as exc:
+            at = f" at position {exc.pos}" if exc.pos is not None else ""
+            raise ValueError(f"invalid regular expression {value!r}: {exc.msg}{at}") from None
+        return value
+
 
 class JsonSchemaTarget(Strict):
     path: str | None = None
@@ -242,12 +264,71 @@ class Schedule(Strict):
     deadline: PositiveDuration | None = None
 
 
+InputType: TypeAlias = Literal["string", "integer", "number", "boolean"]
+
+
+def scalar_has_type(value: Scalar, kind: InputType) -> bool:
+    """Whether a YAML scalar is a value of an input type, as `-i` would parse it."""
+    if kind == "boolean" or isinstance(value, bool):
+        return kind == "boolean" and isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int)
+    if kind == "number":
+        return isinstance(value, int | float)
+    return isinstance(value, str)
+
+
 class InputSpec(Strict):
-    type: Literal["string", "integer", "number", "boolean"] = "string"
+    # `enum` comes before `default` so that the default's validator can see both it and `type`
+    type: InputType = "string"
+    enum: tuple[Scalar, ...] | None = None
     default: Scalar | None = None
     description: str = ""
     required: bool = False
-    enum: tuple[Scalar, ...] | None = None
+
+    @field_validator("default")
+    @classmethod
+    def _default_fits(cls, value: Scalar | None, info: ValidationInfo) -> Scalar | None:
+        """A default is used as written: one that `-i` could never produce would surprise at run time."""
+        kind, enum = info.data.get("type"), info.data.get("enum")
+        if value is None or kind is None:
+            return value
+        if not scalar_has_type(value, kind):
+            raise ValueError(f"{_shown(value)} is {_kind_of(value)}, but the input's type is {kind}: "
+                             + _default_fix(value, kind))
+        if enum is not None and value not in enum:
+            raise ValueError(f"{_shown(value)} is not one of the input's enum values "
+                             f"({', '.join(map(_shown, enum))}): use one of them, or add it to `enum:`")
+        return value
+
+
+def _shown(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"'{value}'" if isinstance(value, str) else repr(value)
+
+
+def _kind_of(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "a whole number"
+    return "a decimal number" if isinstance(value, float) else "text"
+
+
+def _default_fix(value: Scalar, kind: InputType) -> str:
+    if kind == "string":
+        return f'quote it: "{_shown(value)}"'
+    if kind == "boolean":
+        return "write true or false, without quotes"
+    if isinstance(value, str):
+        try:
+            (int if kind == "integer" else float)(value)
+        except ValueError:
+            pass
+        else:
+            return f"write {value.strip()} without quotes"
+    return "write a whole number" if kind == "integer" else "write a number"
 
 
 class OutputSpec(Strict):
@@ -345,7 +426,17 @@ class McpServerSpec(Strict):
     command: str
     args: tuple[str, ...] = ()
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    # names of orchestr's own environment variables passed through (tokens stay out of the file)
+    env_from: tuple[EnvName, ...] = ()
     timeout: PositiveDuration = timedelta(seconds=30)
+
+    @model_validator(mode="after")
+    def _one_source_per_variable(self) -> McpServerSpec:
+        both = [name for name in self.env_from if name in self.env]
+        if both:
+            raise ValueError(f"{', '.join(both)} is set both in `env:` and in `env_from:`: "
+                             "keep one (env_from passes orchestr's own value through)")
+        return self
 
 
 class ProjectDefaults(Strict):

@@ -109,6 +109,7 @@ def _typed(spec: InputSpec, text: str) -> object:
 def secret_values(project: Project, plan: Plan, env: Mapping[str, str]) -> list[str]:
     names = {*plan.secrets, *PROVIDER_KEY_VARS}
     names.update(p.api_key_env for p in project.config.providers.values() if p.api_key_env)
+    names.update(n for server in project.config.mcp_servers.values() for n in server.env_from)
     return [env[n] for n in names if env.get(n)]
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestr.errors import Diagnostic, Span, ValidationFailed
-from orchestr.project import CONFIG_FILE, Project, find_root, no_workflows
+from orchestr.project import CONFIG_FILE, LoadedWorkflow, Project, find_root, no_workflows
 
 
 @dataclass
@@ -58,8 +58,40 @@ def _validate_project(project: Project, report: Report) -> None:
     files = project.workflow_files()
     if not files:
         report.diagnostics.append(no_workflows(project.root))
+    named: dict[str, LoadedWorkflow] = {}
     for path in files:
-        _validate_workflow(project, path, report)
+        workflow = _validate_workflow(project, path, report)
+        if workflow is None:
+            continue
+        if workflow.name in named:
+            report.diagnostics.append(_name_taken(workflow, named[workflow.name]))
+        else:
+            named[workflow.name] = workflow
+
+
+def _name_taken(workflow: LoadedWorkflow, first: LoadedWorkflow) -> Diagnostic:
+    """Two workflows of one name would share a lock, run records and a schedule ledger."""
+    explicit = workflow.spec.name is not None
+    return Diagnostic(
+        workflow.doc.span(("name",) if explicit else ()),
+        f"workflow name '{workflow.name}'" + ("" if explicit else " (this file's stem)")
+        + f" is already used by {first.display}",
+        hint="workflow names must be unique: a name keys its lock, run records and schedule ledger; "
+        + ("rename one of them with `name:`" if explicit else "give one of them another `name:`"),
+    )
+
+
+def _name_taken_elsewhere(project: Project, workflow: LoadedWorkflow) -> Diagnostic | None:
+    for path in project.workflow_files():
+        if path.resolve() == workflow.path.resolve():
+            continue
+        try:
+            other = project.load_workflow(path)
+        except ValidationFailed:
+            continue  # reported when that file is validated
+        if other.name == workflow.name:
+            return _name_taken(workflow, other)
+    return None
 
 
 def _load_shared(project: Project, report: Report) -> bool:
@@ -78,16 +110,23 @@ def _load_shared(project: Project, report: Report) -> bool:
     return ok
 
 
-def _validate_workflow(project: Project, path: Path, report: Report, *, shared_ok: bool | None = None) -> None:
+def _validate_workflow(project: Project, path: Path, report: Report, *,
+                       shared_ok: bool | None = None) -> LoadedWorkflow | None:
+    """The workflow, once it loaded (even if it does not compile); None if it did not load."""
     from orchestr.compiler import compile_workflow
 
     try:
         workflow = project.load_workflow(path)
+    except ValidationFailed as exc:
+        report.collect(exc)
+        return None
+    try:
         if shared_ok is not False and _shared_loaded(project):
             compile_workflow(workflow, project.tree, project.config)
         report.workflows.append(workflow.name)
     except ValidationFailed as exc:
         report.collect(exc)
+    return workflow
 
 
 def _shared_loaded(project: Project) -> bool:
@@ -105,4 +144,7 @@ def _validate_file(path: Path, report: Report) -> None:
         _load_shared(project, report)
     else:
         shared_ok = _load_shared(project, report)
-        _validate_workflow(project, path, report, shared_ok=shared_ok)
+        workflow = _validate_workflow(project, path, report, shared_ok=shared_ok)
+        taken = _name_taken_elsewhere(project, workflow) if workflow is not None else None
+        if taken is not None:
+            report.diagnostics.append(taken)

@@ -57,6 +57,16 @@ def test_validate_ok(org: ProjectDir) -> None:
     assert "valid: 1 workflow(s) (triage), 2 context node(s)" in result.stdout
 
 
+def test_an_agent_step_with_needs_may_attach_a_file_an_upstream_step_writes(org: ProjectDir) -> None:
+    path = org.root / "workflows/triage.yaml"
+    path.write_text(path.read_text().replace('prompt: "Triage', 'files: [out/tickets.json]\n    prompt: "Triage'))
+    assert "files: [out/tickets.json]" in path.read_text()
+    assert org.cli("validate").exit_code == 0
+    path.write_text(path.read_text().replace("    needs: [fetch]\n", ""))
+    result = org.cli("validate")
+    assert result.exit_code == 2 and "file 'out/tickets.json' does not exist" in result.stderr
+
+
 def test_validate_json(org: ProjectDir) -> None:
     result = org.cli("validate", "--format", "json")
     assert json.loads(result.stdout) == {"valid": True, "workflows": ["triage"], "contexts": 2, "diagnostics": []}
@@ -143,6 +153,34 @@ def test_schema_validates_a_workflow(project: ProjectDir) -> None:
     good = {"steps": [{"id": "a", "run": "true", "verify": [{"file_exists": "x"}], "timeout": "5m"}]}
     assert not list(validator.iter_errors(good))
     assert list(validator.iter_errors({"steps": [{"id": "a", "run": "true", "bogus": 1}]}))
+
+
+@pytest.mark.parametrize("value", ["90s", "1h 30m", " 1h30m ", "1.5h", "500ms", 90, 0.5])
+def test_schema_accepts_every_duration_the_loader_accepts(value: object, project: ProjectDir) -> None:
+    from jsonschema import Draft202012Validator
+
+    from orchestr.models import Retry
+
+    schema = json.loads(project.cli("schema", "workflow").stdout)
+    workflow = {"steps": [{"id": "a", "run": "true", "timeout": value, "retry": {"backoff": value}}]}
+    assert not list(Draft202012Validator(schema).iter_errors(workflow))
+    assert Retry.model_validate({"backoff": value}).backoff.total_seconds() > 0
+
+
+@pytest.mark.parametrize("value", ["5 minutes", "1 h", "soon", -1, 0, True])
+def test_schema_rejects_what_the_loader_rejects_as_a_timeout(value: object, project: ProjectDir) -> None:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(project.cli("schema", "workflow").stdout)
+    workflow = {"steps": [{"id": "a", "run": "true", "timeout": value}]}
+    assert list(Draft202012Validator(schema).iter_errors(workflow))
+    project.write("workflows/w.yaml", f"steps:\n  - id: a\n    run: 'true'\n    timeout: {json.dumps(value)}\n")
+    assert project.cli("validate").exit_code == 2
+
+
+def test_schema_shows_duration_defaults_as_written_in_files(project: ProjectDir) -> None:
+    schema = json.loads(project.cli("schema", "workflow").stdout)
+    assert schema["$defs"]["Schedule"]["properties"]["catchup_window"]["default"] == "24h"
 
 
 def test_version(project: ProjectDir) -> None:

@@ -53,6 +53,11 @@ def where() -> str:
     \"\"\"The server's working directory and greeting.\"\"\"
     return os.getcwd() + " " + os.environ.get("GREETING", "-")
 
+@server.tool()
+def variable(name: str) -> str:
+    \"\"\"One variable of the server's environment, or '-' when it is unset.\"\"\"
+    return os.environ.get(name, "-")
+
 server.run()
 """
 
@@ -61,12 +66,16 @@ def _time_spec(*args: str) -> McpServerSpec:
     return McpServerSpec(command=TIME_SERVER, args=args or ("--local-timezone", "UTC"))
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[McpHub]:
-    script = tmp_path / "bin" / "fake-mcp"
+def _install_fake_server(root: Path) -> None:
+    script = root / "bin" / "fake-mcp"
     script.parent.mkdir()
     script.write_text(FAKE_SERVER)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[McpHub]:
+    _install_fake_server(tmp_path)
     servers = {"fake": McpServerSpec(command="bin/fake-mcp", env={"GREETING": "hello"}),
                "ghost": McpServerSpec(command="no-such-mcp-server", args=("--serve",))}
     if TIME_SERVER:
@@ -172,6 +181,18 @@ def test_non_text_content_is_summarised(hub: McpHub) -> None:
 def test_a_relative_command_runs_from_the_project_root_with_its_env(hub: McpHub, tmp_path: Path) -> None:
     result = hub.call("fake.where", {}, timeout=30)
     assert result.outcome == "ok" and result.content == f"{tmp_path} hello"
+
+
+def test_env_from_passes_only_the_named_variables_of_orchestrs_environment(tmp_path: Path) -> None:
+    _install_fake_server(tmp_path)
+    spec = McpServerSpec(command="bin/fake-mcp", env={"GREETING": "hi"}, env_from=("CRM_TOKEN", "CRM_REGION"))
+    hub = McpHub({"fake": spec}, tmp_path, env={"CRM_TOKEN": "tok-123", "UNRELATED_SECRET": "nope"})
+    try:
+        seen = {name: hub.call("fake.variable", {"name": name}, timeout=30).content
+                for name in ("CRM_TOKEN", "CRM_REGION", "UNRELATED_SECRET", "GREETING")}
+    finally:
+        hub.close()
+    assert seen == {"CRM_TOKEN": "tok-123", "CRM_REGION": "-", "UNRELATED_SECRET": "-", "GREETING": "hi"}
 
 
 # --- agent steps through the CLI --------------------------------------------------------------
@@ -311,3 +332,54 @@ def test_a_server_that_cannot_start_fails_the_step_with_its_name(project: Projec
     assert finished["reason"] == ("MCP server 'ghost' (no-such-mcp-server) failed to start: "
                                   "command not found: no-such-mcp-server")
     assert "Traceback" not in result.output and server.anthropic.requests == []
+
+
+def _crm_project(project: ProjectDir) -> None:
+    _install_fake_server(project.root)
+    project.write("orchestr.yaml", """
+        mcp_servers:
+          crm: { command: bin/fake-mcp, env_from: [ORCHESTR_TEST_CRM_TOKEN] }
+    """)
+    project.write("contexts/ops.yaml", """
+        title: Ops
+        permissions: { tools: ["crm.*"] }
+    """)
+    project.write("workflows/crm.yaml", f"""
+        context: ops
+        agents:
+          clerk: {{ model: "{MODELS['anthropic']}", tools: [crm.variable], max_turns: 3 }}
+        steps:
+          - id: look
+            agent: clerk
+            prompt: Read the token.
+            verify: [{{ tool_called: {{ name: crm.variable }} }}]
+    """)
+
+
+def test_an_env_from_variable_reaches_the_server_in_a_run_and_is_redacted(project: ProjectDir,
+                                                                        server: FakeLLMServer) -> None:
+    _crm_project(project)
+    server.anthropic.enqueue(Reply.tool_calls(ToolCall("crm__variable", {"name": "ORCHESTR_TEST_CRM_TOKEN"})),
+                             Reply.text("The token is crm-secret-4242."))
+    token = "crm-secret-4242"
+    result = project.cli("run", "crm", "--events", "ev.jsonl",
+                         env={**server.env(), "ORCHESTR_TEST_CRM_TOKEN": token})
+    assert result.exit_code == 0, result.output
+    assert _tool_results("anthropic", server.anthropic.requests[1].body) == [token]
+    [call] = _events(project, "tool.call")
+    assert call["outcome"] == "ok" and call["args"] == {"name": "ORCHESTR_TEST_CRM_TOKEN"}
+    # an env_from variable is a secret, like a provider's key: redacted wherever orchestr records it
+    record = project.cli("runs", "show", "last", "--format", "json").stdout
+    assert "The token is ***." in record and token not in record + result.output
+    assert token not in (project.root / "ev.jsonl").read_text()
+
+
+def test_a_missing_env_from_variable_stops_the_run_before_anything_runs(project: ProjectDir,
+                                                                         server: FakeLLMServer) -> None:
+    _crm_project(project)
+    assert "ORCHESTR_TEST_CRM_TOKEN" not in os.environ
+    result = project.cli("run", "crm", env=server.env())
+    assert result.exit_code == 2, result.output
+    assert ("ORCHESTR_TEST_CRM_TOKEN is not set: MCP server 'crm' (orchestr.yaml env_from) needs it"
+            in result.stderr)
+    assert server.anthropic.requests == [] and not (project.root / ".orchestr" / "runs").exists()

@@ -34,7 +34,7 @@ from orchestr.providers.base import (
 from orchestr.steps.base import ActionResult, Attempt, CheckResult, ToolCallRecord, Usage
 from orchestr.steps.grants import apply_grants, granted_tools
 from orchestr.steps.providers import ProviderPool
-from orchestr.steps.toolbox import Toolbox, ToolServerError
+from orchestr.steps.toolbox import Toolbox, ToolServerError, check_server_env
 from orchestr.verify import schema_problem
 
 MAX_OUTPUT_RETRIES = 2
@@ -217,6 +217,8 @@ class AgentRunner:
         parts = []
         for path in [*self.attachments, *(Path(f) for f in spec.files)]:
             full = path if path.is_absolute() else attempt.root / path
+            if not path.is_absolute() and not full.resolve().is_relative_to(attempt.root.resolve()):
+                raise OSError(f"file '{path}' leads outside the project")  # a symlink made during the run
             text = full.read_bytes()[:MAX_ATTACHMENT_BYTES].decode("utf-8", errors="replace")
             parts.append(f'<file path="{path.as_posix()}">\n{text.rstrip()}\n</file>')
         parts.append(render_text(spec.prompt, attempt.scope).strip())
@@ -264,6 +266,9 @@ def build_agent_runner(plan: Plan, *, record: Path | None, replay: Path | None, 
             raise UsageError(f"--attach {path}: no such file")
     permissions = {s.id: apply_grants(s.permissions, allow) for s in plan.steps.values() if s.permissions is not None}
     pool = ProviderPool(plan, project.config, environ, record=record, replay=replay)
-    toolbox = Toolbox(project.config, plan.root)
+    # tools run for real even with --replay, so their servers' variables are checked either way
+    tools = [t for s in plan.steps.values() if s.agent is not None for t in s.agent.tools]
+    check_server_env(project.config, [*tools, *granted_tools(allow)], environ)
+    toolbox = Toolbox(project.config, plan.root, env=environ)
     return AgentRunner(pool=pool, toolbox=toolbox, attachments=[p.resolve() for p in attach],
                        budget=RunBudget(plan.spec.budget), permissions=permissions, extra_tools=granted_tools(allow))

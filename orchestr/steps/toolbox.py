@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from orchestr.errors import ConfigurationError
 from orchestr.models import ProjectConfig
 from orchestr.permissions import EffectivePermissions
 from orchestr.providers.base import ToolDef
@@ -34,10 +35,26 @@ class ToolServers(Protocol):
     def close(self) -> None: ...
 
 
+def check_server_env(config: ProjectConfig, tools: Iterable[str], env: Mapping[str, str]) -> None:
+    """Every `env_from` variable of the MCP servers these tools come from must be set.
+
+    Checked before anything runs (exit 2, like a provider's key), not left to the server: a server
+    started without its token fails deep inside a step, after earlier steps ran, often with an
+    authentication error the model reads rather than a message naming the variable. An empty value
+    counts as unset: it is what an unresolved CI secret gives.
+    """
+    servers = sorted({t.partition(".")[0] for t in tools if "." in t} & set(config.mcp_servers))
+    problems = [f"{name} is not set: MCP server '{server}' (orchestr.yaml env_from) needs it"
+                for server in servers for name in config.mcp_servers[server].env_from if not env.get(name)]
+    if problems:
+        raise ConfigurationError("; ".join(problems) + " (export it before running)")
+
+
 class Toolbox:
-    def __init__(self, config: ProjectConfig, root: Path) -> None:
+    def __init__(self, config: ProjectConfig, root: Path, *, env: Mapping[str, str] | None = None) -> None:
         self.config = config
         self.root = root
+        self.env = dict(os.environ if env is None else env)
         self._hub: ToolServers | None = None
         self._lock = threading.Lock()
 
@@ -46,7 +63,7 @@ class Toolbox:
             if self._hub is None:
                 from orchestr.tools.mcp import McpHub
 
-                self._hub = McpHub(self.config.mcp_servers, self.root)
+                self._hub = McpHub(self.config.mcp_servers, self.root, env=self.env)
             return self._hub
 
     def definitions(self, names: Sequence[str], permissions: EffectivePermissions) -> tuple[ToolDef, ...]:

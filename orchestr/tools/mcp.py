@@ -71,9 +71,11 @@ class _Server:
 class McpHub:
     """The declared MCP servers, each started on first use and stopped by `close()`."""
 
-    def __init__(self, servers: Mapping[str, McpServerSpec], root: Path) -> None:
+    def __init__(self, servers: Mapping[str, McpServerSpec], root: Path, *,
+                 env: Mapping[str, str] | None = None) -> None:
         self._specs = dict(servers)
         self._root = root
+        self._env = dict(os.environ if env is None else env)  # orchestr's own, for `env_from`
         self._servers: dict[str, _Server] = {}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -133,7 +135,7 @@ class McpHub:
                                f"orchestr.yaml: {declared})")
             entry = _Server(name, spec)
             self._servers[name] = entry
-            self._submit_locked(_serve(entry, self._root))
+            self._submit_locked(_serve(entry, _parameters(spec, self._root, self._env)))
             return entry
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
@@ -152,12 +154,12 @@ class McpHub:
 # --- one server's lifetime --------------------------------------------------------------------
 
 
-async def _serve(entry: _Server, root: Path) -> None:
+async def _serve(entry: _Server, parameters: StdioServerParameters) -> None:
     """Start the server, list its tools, then hold its session open until told to stop."""
     # The server's stderr goes to a file, not the terminal: its tail explains a failed start.
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
         try:
-            async with stdio_client(_parameters(entry.spec, root), errlog=stderr) as (read, write), \
+            async with stdio_client(parameters, errlog=stderr) as (read, write), \
                     ClientSession(read, write) as session:
                 with anyio.fail_after(entry.startup_timeout):
                     await session.initialize()
@@ -173,9 +175,16 @@ async def _serve(entry: _Server, root: Path) -> None:
             entry.finished.set()
 
 
-def _parameters(spec: McpServerSpec, root: Path) -> StdioServerParameters:
+def _parameters(spec: McpServerSpec, root: Path, environ: Mapping[str, str]) -> StdioServerParameters:
     return StdioServerParameters(command=_resolve_command(spec.command, root), args=list(spec.args),
-                                 env=dict(spec.env) or None, cwd=root)
+                                 env=server_env(spec, environ) or None, cwd=root)
+
+
+def server_env(spec: McpServerSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """What the server gets on top of the SDK's minimal environment: `env_from` names taken from
+    orchestr's environment (a run checks up front that they are set), then the literal `env`."""
+    passed = {name: environ[name] for name in spec.env_from if name in environ}
+    return {**passed, **spec.env}
 
 
 def _resolve_command(command: str, root: Path) -> str:

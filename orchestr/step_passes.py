@@ -1,0 +1,52 @@
+"""Compiler passes over each step's own keys: the files it attaches and checks that cannot pass.
+
+Both catch, before anything runs, what would otherwise only show up as a failed or unverified step
+after the model has been paid for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from orchestr.context import project_file_problem
+from orchestr.errors import Diagnostic
+from orchestr.models import AgentStep, ExitCodeCheck, ShellStep, ToolCalledCheck
+
+if TYPE_CHECKING:
+    from orchestr.compiler import Unit
+
+
+def attached_files(unit: Unit) -> Iterator[Diagnostic]:
+    """An agent step's `files:` must lie inside the project and exist.
+
+    A step with `needs:` may attach what an upstream step writes, so for it a missing file is left
+    to the attempt (which errors naming it); the path itself is still checked here.
+    """
+    for i, step in enumerate(unit.steps):
+        if not isinstance(step, AgentStep):
+            continue
+        for j, name in enumerate(step.files):
+            problem = project_file_problem(unit.tree.root, name, unit.span(("steps", i, "files", j)),
+                                           must_exist=not step.needs)
+            if problem is not None:
+                yield problem
+
+
+def impossible_checks(unit: Unit) -> Iterator[Diagnostic]:
+    """`exit_code` on an agent step and `tool_called` on a shell step would leave it unverified forever."""
+    for i, step in enumerate(unit.steps):
+        for j, check in enumerate(step.verify):
+            if isinstance(step, AgentStep) and isinstance(check, ExitCodeCheck):
+                yield Diagnostic(
+                    unit.span(("steps", i, "verify", j, "exit_code")),
+                    f"step '{step.id}' is an agent step, which has no exit code: this `exit_code` check could never pass",
+                    hint="check what the agent produced instead: file_exists, file_contains, json_schema or tool_called",
+                )
+            elif isinstance(step, ShellStep) and isinstance(check, ToolCalledCheck):
+                yield Diagnostic(
+                    unit.span(("steps", i, "verify", j, "tool_called")),
+                    f"step '{step.id}' is a shell step, which makes no tool calls: this `tool_called` check "
+                    "could never pass",
+                    hint="check what the command did instead: exit_code, file_exists, file_contains or command",
+                )
