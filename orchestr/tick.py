@@ -53,14 +53,20 @@ Launcher = Callable[[Project, str, datetime, bool], "subprocess.Popen[bytes]"]
 
 def scheduled_workflows(project: Project) -> tuple[list[LoadedWorkflow], list[str]]:
     """Every workflow with a schedule; unreadable files are reported, not fatal to the others."""
-    found, problems = [], []
+    found: list[LoadedWorkflow] = []
+    seen: dict[str, LoadedWorkflow] = {}
+    problems: list[str] = []
     for path in project.workflow_files():
         try:
             workflow = project.load_workflow(path)
         except ValidationFailed as exc:
             problems.append(exc.format())
             continue
-        if workflow.spec.schedule is not None:
+        twin = seen.setdefault(workflow.name, workflow)
+        if twin is not workflow:  # one name, one ledger and one lock: the second would share them
+            problems.append(f"{workflow.display}: workflow name '{workflow.name}' is also used by {twin.display}; "
+                            "its schedule is skipped until one is renamed (see `orchestr validate`)")
+        elif workflow.spec.schedule is not None:
             found.append(workflow)
     return found, problems
 

@@ -284,3 +284,16 @@ def test_an_idle_tick_changes_nothing_and_imports_no_provider_sdk(project: Proje
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert _slot_rows(project) == []
+
+
+def test_two_workflows_with_one_name_do_not_share_a_ledger(project: ProjectDir) -> None:
+    _scheduled(project, run="echo a >> ran.txt")
+    project.write("workflows/zz-copy.yaml", """
+        name: job
+        schedule: { cron: "*/15 * * * *", timezone: UTC }
+        steps: [ { id: work, run: "echo b >> ran.txt" } ]
+    """)
+    result = project.run("tick", "--now", "2026-11-24T08:15:02Z", "--wait")
+    assert result.exit_code == 1
+    assert "workflows/zz-copy.yaml: workflow name 'job' is also used by workflows/job.yaml" in result.stderr
+    assert (project.root / "ran.txt").read_text() == "a\n"
