@@ -7,6 +7,7 @@ overwritten.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -24,6 +25,7 @@ from orchestr.events import Event, iso, utc_now
 
 SCHEMA_VERSION = 1
 DB_NAME = "state.db"
+INIT_LOCK = "state.db.init-lock"
 HEARTBEAT_STALE_SECONDS = 60
 
 _SCHEMA = """
@@ -118,15 +120,18 @@ class Store:
             raise StateError(f"cannot create state folder {self.state_dir}: {exc.strerror}") from None
         if not os.access(self.state_dir, os.W_OK):
             raise StateError(f"state folder {self.state_dir} is not writable; fix its permissions or set state_dir in orchestr.yaml")
-        try:
-            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
-            self._check_version(db)
-        except sqlite3.DatabaseError as exc:
-            raise self._state_error(exc) from None
+        # Switching a new database to WAL does not wait on SQLite's busy handler: two processes
+        # opening a fresh store at once (two ticks, two runs) would see "database is locked".
+        with _exclusive(self.state_dir / INIT_LOCK):
+            try:
+                db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA busy_timeout=5000")
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                self._check_version(db)
+            except sqlite3.DatabaseError as exc:
+                raise self._state_error(exc) from None
         return db
 
     def _check_version(self, db: sqlite3.Connection) -> None:
@@ -327,6 +332,20 @@ class Store:
     def slots(self, workflow: str, *, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM slots WHERE workflow=? ORDER BY slot DESC LIMIT ?", (workflow, limit))
         return [dict(r) for r in rows]
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An flock held while the store is opened and its schema ensured."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StateError(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _run_row(row: sqlite3.Row) -> RunRow:

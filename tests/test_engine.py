@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -344,6 +346,21 @@ def test_two_runs_at_once_exactly_one_runs(project: ProjectDir) -> None:
         p.communicate()
     assert codes == [0, 75]
     assert (project.root / "ran.txt").read_text() == "x\n"
+
+
+def test_processes_opening_a_fresh_state_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Turning a new database to WAL ignores SQLite's busy timeout: the store serialises it."""
+    code = ("import sys, time\nfrom pathlib import Path\nfrom orchestr.store import Store\n"
+            "time.sleep(max(0.0, float(sys.argv[1]) - time.time()))\n"
+            "store = Store(Path(sys.argv[2]))\nstore.record_tick('w', __import__('datetime').datetime.now("
+            "__import__('datetime').UTC))\nstore.close()\n")
+    for attempt in range(5):
+        state = tmp_path / f"state{attempt}"
+        at = str(time.time() + 1.5)
+        procs = [subprocess.Popen([sys.executable, "-c", code, at, str(state)], stderr=subprocess.PIPE, text=True)
+                 for _ in range(6)]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
 
 
 def test_lock_of_a_killed_run_is_reclaimed_and_the_run_shows_crashed(project: ProjectDir) -> None:
