@@ -13,7 +13,7 @@ from typing import NewType
 
 from orchestr.errors import Diagnostic, Span, ValidationFailed, did_you_mean
 from orchestr.models import PERMISSION_KEYS, ContextNodeSpec, Permissions, Scalar
-from orchestr.permissions import PermissionLevel, subsumes
+from orchestr.permissions import PathDenied, PermissionLevel, resolve_in_root, subsumes
 from orchestr.source import Document, load_yaml
 from orchestr.spec import decode
 
@@ -176,14 +176,12 @@ def _file_problem(root: Path, name: str, span: Span) -> list[Diagnostic]:
 def project_file_problem(root: Path, name: str, span: Span, *, must_exist: bool = True) -> Diagnostic | None:
     """A `files:` entry must name a file inside the project: its text goes to a model, and the
     project is what a reviewer sees (an absolute path or `..` would reach past it)."""
-    posix = Path(name).as_posix()
-    if Path(name).is_absolute() or ".." in posix.split("/"):
-        return Diagnostic(span, f"file '{name}' is outside the project: absolute paths and `..` are not allowed",
-                          hint="write a path relative to the project root, e.g. docs/policy.md")
+    try:
+        resolve_in_root(root, name)
+    except PathDenied as exc:
+        return Diagnostic(span, f"file {exc}", hint="write a path relative to the project root, e.g. docs/policy.md;"
+                          " copy a linked file into the project")
     path = root / name
-    if path.exists() and not path.resolve().is_relative_to(root.resolve()):
-        return Diagnostic(span, f"file '{name}' leads outside the project (through a symlink)",
-                          hint="copy the file into the project instead of linking to it")
     if must_exist and not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         return Diagnostic(span, f"file '{name}' {what}", hint="paths are relative to the project root")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from orchestr.events import iso
+from orchestr.events import iso, parse_iso
 from orchestr.project import LoadedWorkflow
 from orchestr.store import Store
 
@@ -32,10 +32,6 @@ class WorkflowHealth:
                 "problems": self.problems}
 
 
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def check_workflow(store: Store, workflow: LoadedWorkflow, *, now: datetime, grace: timedelta) -> WorkflowHealth:
     from orchestr.scheduling.policy import missed_slots
 
@@ -49,7 +45,7 @@ def check_workflow(store: Store, workflow: LoadedWorkflow, *, now: datetime, gra
     if ledger is None:
         health.problems.append("no tick has ever run for this schedule: install one with `orchestr schedule export`")
         return health
-    missed = missed_slots(schedule, now=now, last_tick=_parse(ledger[1]), grace=grace)
+    missed = missed_slots(schedule, now=now, last_tick=parse_iso(ledger[1]), grace=grace)
     if missed:
         health.problems.append(f"{len(missed)} slot(s) with no record since the last tick at {ledger[1]} "
                                f"(first: {iso(missed[0])}): no tick came; is cron/systemd running?")
@@ -67,7 +63,7 @@ def _stuck(store: Store, workflow: str, deadline: timedelta | None, now: datetim
     for slot in slots:
         if slot["outcome"] or slot["action"] not in ("run", "queue"):
             continue
-        claimed = _parse(str(slot["claimed_at"]))
+        claimed = parse_iso(str(slot["claimed_at"]))
         if claimed + limit + timedelta(minutes=1) >= now:
             continue
         run = store.run(str(slot["run_id"])) if slot["run_id"] else None

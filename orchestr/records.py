@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestr.events import parse_iso
 from orchestr.store import RunRow, Store
 from orchestr.trace import STATUS_STYLE
 
@@ -16,7 +16,7 @@ from orchestr.trace import STATUS_STYLE
 def _duration(start: str | None, end: str | None) -> str:
     if not start or not end:
         return "-"
-    seconds = (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    seconds = (parse_iso(end) - parse_iso(start)).total_seconds()
     return f"{seconds:.2f}s"
 
 

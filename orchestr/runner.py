@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestr.engine import Engine, EngineConfig, RunOutcome, StepState
 from orchestr.errors import Busy, UsageError, did_you_mean
-from orchestr.events import EventBus, EventSink, JsonLinesSink, LogSink, Redactor
+from orchestr.events import EventBus, EventSink, JsonLinesSink, LogSink, Redactor, parse_iso
 from orchestr.lock import WorkflowLock
 from orchestr.models import InputSpec
 from orchestr.plan import Plan, StepId
@@ -175,7 +175,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         lock.acquire(run_id, wait=request.queue)
     except Busy as exc:
         if request.slot:
-            store.settle_slot(plan.workflow, _slot_time(request.slot), outcome="skipped-overlap", detail=exc.format())
+            store.settle_slot(plan.workflow, parse_iso(request.slot), outcome="skipped-overlap", detail=exc.format())
         raise
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
     try:
@@ -186,7 +186,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger, inputs=inputs,
                              options=_options(request), slot=request.slot)
             if request.slot:
-                store.link_slot(plan.workflow, _slot_time(request.slot), run_id)
+                store.link_slot(plan.workflow, parse_iso(request.slot), run_id)
         bus = EventBus(run=run_id, workflow=plan.workflow,
                        redactor=Redactor(secret_values(project, plan, request.env)),
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks], log_sinks=log_sinks)
@@ -201,7 +201,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         if request.slot:
             from orchestr.tick import slot_outcome
 
-            store.settle_slot(plan.workflow, _slot_time(request.slot),
+            store.settle_slot(plan.workflow, parse_iso(request.slot),
                               outcome=slot_outcome(outcome.status), run_id=run_id, detail=_first_reason(outcome))
     finally:
         if events_sink:
@@ -212,10 +212,6 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
 
         write_junit(request.junit_file, plan, run_id, outcome)
     return RunResult(run_id, outcome, bool(request.resume))
-
-
-def _slot_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @contextmanager

@@ -80,8 +80,8 @@ def export_files(project: Project, kind: str, *, image: str, executable: str | N
     if kind == "systemd":
         return export.systemd(root, exe, pairs)
     if kind == "kubernetes":
-        return {"cronjobs.yaml": export.kubernetes(root, exe, pairs, image=image)}
-    return {"orchestr-tick.yml": export.github_actions(root, exe, pairs)}
+        return {"cronjobs.yaml": export.kubernetes(root, pairs, image=image)}
+    return {"orchestr-tick.yml": export.github_actions(pairs)}
 
 
 def _installed_executable() -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestr.errors import StateError
-from orchestr.events import Event, iso, utc_now
+from orchestr.events import Event, iso, parse_iso, utc_now
 
 SCHEMA_VERSION = 1
 DB_NAME = "state.db"
@@ -100,7 +100,7 @@ def _alive(pid: int | None, host: str | None, heartbeat: str | None) -> bool:
         return True
     if heartbeat is None:
         return False
-    age = (utc_now() - datetime.fromisoformat(heartbeat.replace("Z", "+00:00"))).total_seconds()
+    age = (utc_now() - parse_iso(heartbeat)).total_seconds()
     return age < HEARTBEAT_STALE_SECONDS
 
 
@@ -321,7 +321,7 @@ class Store:
 
     def claimed_slots(self, workflow: str, *, since: datetime) -> set[datetime]:
         rows = self._query("SELECT slot FROM slots WHERE workflow=? AND slot>?", (workflow, iso(since)))
-        return {datetime.fromisoformat(r["slot"].replace("Z", "+00:00")) for r in rows}
+        return {parse_iso(r["slot"]) for r in rows}
 
     def unsettled_slots(self, workflow: str) -> list[dict[str, Any]]:
         """Claimed slots that should have started a run and have no outcome yet."""

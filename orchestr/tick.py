@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from orchestr.errors import Busy, OrchestrError, ValidationFailed
-from orchestr.events import iso
+from orchestr.events import iso, parse_iso
 from orchestr.lock import WorkflowLock
 from orchestr.models import Schedule
 from orchestr.project import LoadedWorkflow, Project
-from orchestr.store import RunRow, Store
+from orchestr.store import Store
 
 OUTCOME_BY_STATUS = {"succeeded": "ran", "failed": "failed", "unverified": "unverified", "cancelled": "failed",
                      "timed-out": "timed-out"}
@@ -99,7 +99,7 @@ def tick(project: Project, store: Store, *, now: datetime, launcher: Launcher = 
         report.stopped += stop_overdue(store, workflow.name, schedule, now)
         reconcile(store, workflow.name)
         ledger = store.last_tick(workflow.name)
-        last = _parse(ledger[1]) if ledger else None
+        last = parse_iso(ledger[1]) if ledger else None
         claimed = store.claimed_slots(workflow.name, since=ledger_start(now, last))
         running = WorkflowLock(project.state_dir, workflow.name).holder() is not None
         for decision in plan_tick(schedule, now=now, last_tick=last, claimed=claimed, running=running):
@@ -133,7 +133,7 @@ def stop_overdue(store: Store, workflow: str, schedule: Schedule, now: datetime)
     for run in store.runs(workflow=workflow, limit=20):
         if run.effective_status != "running" or run.slot is None:
             continue
-        if _started(run) + schedule.deadline + timedelta(seconds=30) < now and run.pid:
+        if parse_iso(run.started_at) + schedule.deadline + timedelta(seconds=30) < now and run.pid:
             try:
                 os.killpg(run.pid, signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
@@ -142,16 +142,12 @@ def stop_overdue(store: Store, workflow: str, schedule: Schedule, now: datetime)
     return stopped
 
 
-def _started(run: RunRow) -> datetime:
-    return datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
-
-
 def settle_unstarted(project: Project, workflow: str, slot: str, error: OrchestrError) -> None:
     """A scheduled run that could not start (invalid workflow, busy) still settles its slot."""
     outcome = "skipped-overlap" if isinstance(error, Busy) else "failed"
     store = Store(project.state_dir)
     try:
-        store.settle_slot(workflow, datetime.fromisoformat(slot.replace("Z", "+00:00")), outcome=outcome,
+        store.settle_slot(workflow, parse_iso(slot), outcome=outcome,
                           detail=error.format()[:2000])
     finally:
         store.close()
@@ -165,14 +161,10 @@ def reconcile(store: Store, workflow: str) -> list[str]:
             continue
         run = store.run(str(slot["run_id"]))
         if run is not None and run.effective_status == "crashed":
-            store.settle_slot(workflow, _parse(str(slot["slot"])), outcome="failed",
+            store.settle_slot(workflow, parse_iso(str(slot["slot"])), outcome="failed",
                               detail=f"run {run.id} died without finishing (pid {run.pid})")
             settled.append(str(slot["slot"]))
     return settled
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def slot_outcome(status: str) -> str:

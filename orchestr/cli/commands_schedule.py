@@ -32,8 +32,10 @@ def parse_now(text: str | None) -> datetime:
     """ISO 8601; without an offset it means UTC."""
     if text is None:
         return datetime.now(UTC)
+    from orchestr.events import parse_iso
+
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = parse_iso(text)
     except ValueError:
         raise UsageError(f"--now {text!r}: expected ISO 8601, e.g. 2026-11-24T08:00:00Z") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -18,7 +18,7 @@ from orchestr.context import render_context
 from orchestr.errors import UsageError
 from orchestr.expressions import ExpressionError, render_text
 from orchestr.models import AgentStep, Budget
-from orchestr.permissions import EffectivePermissions
+from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.plan import Plan, PlannedStep, StepId
 from orchestr.providers.base import (
     AssistantMessage,
@@ -86,7 +86,7 @@ class AgentRunner:
         assert isinstance(step.spec, AgentStep) and step.agent is not None
         try:
             first = self._first_message(attempt)
-        except (ExpressionError, OSError) as exc:
+        except (ExpressionError, OSError, PathDenied) as exc:
             return ActionResult("error", error=f"prompt: {exc}")
         provider = self.pool.get(step.agent.model, attempt)
         convo = Conversation([UserMessage(first)])
@@ -216,9 +216,9 @@ class AgentRunner:
         assert isinstance(spec, AgentStep)
         parts = []
         for path in [*self.attachments, *(Path(f) for f in spec.files)]:
-            full = path if path.is_absolute() else attempt.root / path
-            if not path.is_absolute() and not full.resolve().is_relative_to(attempt.root.resolve()):
-                raise OSError(f"file '{path}' leads outside the project")  # a symlink made during the run
+            # --attach files are the operator's own; a step's files stay inside the project, even
+            # against a symlink made during the run.
+            full = path if path.is_absolute() else resolve_in_root(attempt.root, path.as_posix())
             text = full.read_bytes()[:MAX_ATTACHMENT_BYTES].decode("utf-8", errors="replace")
             parts.append(f'<file path="{path.as_posix()}">\n{text.rstrip()}\n</file>')
         parts.append(render_text(spec.prompt, attempt.scope).strip())
