@@ -89,6 +89,20 @@ class EngineConfig:
     work_dir: Path
     max_parallel: int = 8
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    slot: str | None = None  # a scheduled run's slot instant (ISO 8601 UTC, Z): ORCHESTR_SLOT
+
+
+class _FutureFlag:
+    """Completes a future once, from any thread."""
+
+    def __init__(self, future: Future[None]) -> None:
+        self._future = future
+        self._lock = threading.Lock()
+
+    def set(self) -> None:
+        with self._lock:
+            if not self._future.done():
+                self._future.set_result(None)
 
 
 class Engine:
@@ -106,6 +120,8 @@ class Engine:
         self.inputs: dict[str, object] = {}
         self._workflow_env: dict[str, str] = {}
         self._futures: dict[Future[None], StepId] = {}
+        self._wake_future: Future[None] = Future()  # completed by stop(): wakes the scheduling loop
+        self._wake = _FutureFlag(self._wake_future)
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -133,6 +149,15 @@ class Engine:
         while not stop.wait(HEARTBEAT_SECONDS):
             self.recorder.heartbeat(self.config.run_id)
 
+    def stop(self, reason: str = "cancelled") -> None:
+        """Stop the run from any thread (a deadline timer, `orchestr cancel`): the same orderly stop as Ctrl-C."""
+        if self.cancel.is_set():
+            return
+        self.cancel_reason = reason
+        self.cancel.set()
+        self._wake.set()
+        self.processes.stop_all()
+
     def _stop(self) -> None:
         """Ctrl-C or SIGTERM: stop every child process group, mark what did not finish."""
         self.cancel.set()
@@ -140,9 +165,11 @@ class Engine:
         self._pool_wait()
         for step_id, state in self.states.items():
             if state.status in ("pending", "running"):
-                why = "the schedule's deadline passed" if self.cancel_reason == "deadline" else "the run was cancelled"
-                state.status, state.reason = "cancelled", why
+                state.status, state.reason = "cancelled", self._cancel_text()
                 self._save_step(step_id, state)
+
+    def _cancel_text(self) -> str:
+        return "the schedule's deadline passed" if self.cancel_reason == "deadline" else "the run was cancelled"
 
     def _pool_wait(self) -> None:
         pending = list(self._futures)
@@ -156,14 +183,16 @@ class Engine:
     def _schedule(self) -> None:
         with ThreadPoolExecutor(max_workers=self.config.max_parallel, thread_name_prefix="step") as pool:
             try:
-                while True:
+                while not self.cancel.is_set():
                     self._start_ready(pool)
                     if not self._futures:
                         return
-                    done, _ = wait(list(self._futures), return_when=FIRST_COMPLETED)
+                    done, _ = wait([*self._futures, self._wake_future], return_when=FIRST_COMPLETED)
                     for future in done:
-                        del self._futures[future]
-                        future.result()
+                        if future is not self._wake_future:
+                            del self._futures[future]
+                            future.result()
+                self._stop()
             except KeyboardInterrupt:
                 # Inside the pool's block: its exit waits for steps, which must be stopped first.
                 self._stop()
@@ -301,8 +330,13 @@ class Engine:
     def _settle(self, step: PlannedStep, state: StepState, outcome: AttemptOutcome) -> None:
         status: StepStatus = {"succeeded": "succeeded", "unverified": "unverified", "cancelled": "cancelled"}.get(
             outcome.kind, "failed")  # type: ignore[assignment]
+        reason = None if status == "succeeded" else _reason(outcome)
+        if self.cancel.is_set() and status in ("succeeded", "cancelled"):
+            # The run was stopped while this step was in flight: whatever it returned, it did not
+            # finish inside the run (a deadline's step is never `succeeded`).
+            status, reason = "cancelled", self._cancel_text()
         state.status = status
-        state.reason = None if status == "succeeded" else _reason(outcome)
+        state.reason = reason
         state.outputs, state.output, state.verification = outcome.result.outputs, outcome.result.output, outcome.checks
         self.bus.emit("step.finished", step=step.id, attempt=outcome.number, status=status, reason=state.reason,
                       attempts=state.attempts, duration_ms=round(state.duration * 1000, 1),
@@ -340,6 +374,8 @@ class Engine:
             "ORCHESTR_STEP": step.id, "ORCHESTR_ATTEMPT": str(number),
             "ORCHESTR_PROJECT": str(self.config.root),
         })
+        if self.config.slot is not None:
+            env["ORCHESTR_SLOT"] = self.config.slot
         return env
 
     # --- the verdict --------------------------------------------------------------------------

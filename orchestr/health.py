@@ -1,15 +1,33 @@
-"""`orchestr status`: is every schedule accounted for? Non-zero when it is not, with the reason."""
+"""`orchestr status`: is every schedule accounted for? Non-zero when it is not, with the reason.
+
+It tells the current truth: the most recent settled slot decides (a later slot that `ran` clears
+earlier failures, which stay in history); a slot that passed with no tick, a claimed slot that
+never got a run, and a run past its deadline are problems as they happen.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from orchestr.events import iso, parse_iso
 from orchestr.project import LoadedWorkflow
 from orchestr.store import Store
 
-BAD_OUTCOMES = ("failed", "unverified", "timed-out")
+BAD_OUTCOMES = {"failed": "failed", "unverified": "was unverified", "timed-out": "timed out"}
+START_GRACE = timedelta(minutes=2)  # a claimed slot whose run has not begun after this is stuck
+
+
+def format_elapsed(span: timedelta) -> str:
+    """`3m 2s`, `1h 5m`, `2d 3h`, `0s`: the two largest units, for people."""
+    seconds = max(0, int(span.total_seconds()))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
 
 
 @dataclass
@@ -49,24 +67,41 @@ def check_workflow(store: Store, workflow: LoadedWorkflow, *, now: datetime, gra
     if missed:
         health.problems.append(f"{len(missed)} slot(s) with no record since the last tick at {ledger[1]} "
                                f"(first: {iso(missed[0])}): no tick came; is cron/systemd running?")
-    if settled and settled[0]["outcome"] in BAD_OUTCOMES:
-        verb = {"failed": "failed", "unverified": "was unverified", "timed-out": "timed out"}[settled[0]["outcome"]]
-        health.problems.append(f"the last run ({settled[0]['run_id'] or 'not started'}, slot {settled[0]['slot']}) "
-                               f"{verb}: {settled[0]['detail'] or 'see orchestr runs show'}")
-    health.problems += _stuck(store, workflow.name, schedule.deadline, now, slots)
+    last_run = next((s for s in settled if not str(s["outcome"]).startswith("skipped")), None)
+    if last_run is not None and last_run["outcome"] in BAD_OUTCOMES:
+        started = bool(last_run["run_id"]) and store.run(str(last_run["run_id"])) is not None
+        health.problems.append(_bad_slot(last_run, started=started))
+    health.problems += _unfinished(store, workflow.name, schedule.deadline, now, slots)
     return health
 
 
-def _stuck(store: Store, workflow: str, deadline: timedelta | None, now: datetime, slots: list[dict[str, object]]) -> list[str]:
+def _bad_slot(slot: dict[str, Any], *, started: bool) -> str:
+    run = slot["run_id"] if started else "not started"
+    detail = slot["detail"] or "see `orchestr runs show`"
+    return f"slot {slot['slot']} {BAD_OUTCOMES[slot['outcome']]} (run {run}): {detail}"
+
+
+def _unfinished(store: Store, workflow: str, deadline: timedelta | None, now: datetime,
+                slots: list[dict[str, Any]]) -> list[str]:
+    """Owed slots whose run is overdue to start, or running past its deadline."""
     problems = []
-    limit = deadline or timedelta(hours=24)
     for slot in slots:
         if slot["outcome"] or slot["action"] not in ("run", "queue"):
             continue
-        claimed = parse_iso(str(slot["claimed_at"]))
-        if claimed + limit + timedelta(minutes=1) >= now:
-            continue
+        waited = now - parse_iso(str(slot["claimed_at"]))
         run = store.run(str(slot["run_id"])) if slot["run_id"] else None
-        state = run.effective_status if run else "never started"
-        problems.append(f"slot {slot['slot']} is unfinished {now - claimed} after it was claimed (run: {state})")
+        if run is None:
+            limit = max(deadline or START_GRACE, START_GRACE) if slot["action"] == "queue" else START_GRACE
+            if waited > limit:
+                problems.append(f"slot {slot['slot']} was claimed {format_elapsed(waited)} ago and its run has not "
+                                f"started (log: {store.state_dir / 'logs' / (workflow + '.log')})")
+            continue
+        status = run.effective_status
+        running_for = now - parse_iso(run.started_at)
+        if status == "crashed":
+            problems.append(f"slot {slot['slot']}: run {run.id} died without finishing (pid {run.pid} on {run.host}); "
+                            "the next tick records it failed")
+        elif status == "running" and deadline is not None and running_for > deadline + timedelta(minutes=1):
+            problems.append(f"slot {slot['slot']}: run {run.id} has been running {format_elapsed(running_for)}, "
+                            f"past its deadline of {format_elapsed(deadline)}")
     return problems

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestr.engine import Engine, EngineConfig, RunOutcome, StepState
-from orchestr.errors import Busy, UsageError, did_you_mean
+from orchestr.errors import UsageError, did_you_mean
 from orchestr.events import EventBus, EventSink, JsonLinesSink, LogSink, Redactor, parse_iso
 from orchestr.lock import WorkflowLock
 from orchestr.models import InputSpec
@@ -113,6 +112,33 @@ def secret_values(project: Project, plan: Plan, env: Mapping[str, str]) -> list[
     return [env[n] for n in names if env.get(n)]
 
 
+def runners_for(plan: Plan, *, record: Path | None = None, replay: Path | None = None,
+                attach: Sequence[Path] = (), allow: Sequence[str] = (),
+                env: Mapping[str, str] | None = None) -> dict[str, StepRunner]:
+    """The step runners a plan needs, checked before anything runs (keys, servers: exit 2)."""
+    from orchestr.steps.shell import ShellRunner
+
+    runners: dict[str, StepRunner] = {"shell": ShellRunner()}
+    if any(step.kind == "agent" for step in plan.steps.values()):
+        from orchestr.steps.agent import build_agent_runner
+
+        runners["agent"] = build_agent_runner(plan, record=record, replay=replay, attach=list(attach),
+                                              allow=list(allow), env=env)
+    return runners
+
+
+def close_runners(runners: Mapping[str, StepRunner]) -> None:
+    for runner in runners.values():
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
+
+
+def schedule_deadline(plan: Plan) -> float | None:
+    schedule = plan.spec.schedule
+    return schedule.deadline.total_seconds() if schedule and schedule.deadline else None
+
+
 class StoreSink:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -147,36 +173,38 @@ def execute(
     sinks: Sequence[EventSink] = (),
     log_sinks: Sequence[LogSink] = (),
     run_id: str | None = None,
+    lock: WorkflowLock | None = None,
 ) -> RunResult:
+    """One run. `lock`, when given, is the workflow's lock already held by the caller (a drainer)."""
     store = Store(project.state_dir)
     try:
-        return _execute(project, plan, request, store, runners, list(sinks), list(log_sinks), run_id)
+        return _execute(project, plan, request, store, runners, list(sinks), list(log_sinks), run_id, lock)
     finally:
         store.close()
 
 
 def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, runners: Mapping[str, StepRunner],
-             sinks: list[EventSink], log_sinks: list[LogSink], run_id: str | None) -> RunResult:
+             sinks: list[EventSink], log_sinks: list[LogSink], run_id: str | None,
+             held: WorkflowLock | None) -> RunResult:
     from orchestr.events import utc_now
 
     prior: dict[StepId, StepState] = {}
+    slot = request.slot
     if request.resume:
         found = store.find_run(request.resume, workflow=plan.workflow)
         if found is None or found.workflow != plan.workflow:
             raise UsageError(f"no run '{request.resume}' of workflow '{plan.workflow}' to resume (see `orchestr runs`)")
-        run_id, inputs = found.id, found.inputs
+        run_id, inputs, slot = found.id, found.inputs, found.slot
         if found.effective_status == "running":
             raise UsageError(f"run {found.id} is still running (pid {found.pid}); it cannot be resumed")
     else:
         run_id = run_id or new_run_id(utc_now())
         inputs = parse_inputs(plan.spec.inputs, request.inputs)
-    lock = WorkflowLock(project.state_dir, plan.workflow)
-    try:
+    lock = held or WorkflowLock(project.state_dir, plan.workflow)
+    if held is None:
         lock.acquire(run_id, wait=request.queue)
-    except Busy as exc:
-        if request.slot:
-            store.settle_slot(plan.workflow, parse_iso(request.slot), outcome="skipped-overlap", detail=exc.format())
-        raise
+    else:
+        lock.name_holder(run_id)
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
     try:
         if request.resume:
@@ -184,29 +212,26 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             store.reopen_run(run_id)
         else:
             store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger, inputs=inputs,
-                             options=_options(request), slot=request.slot)
-            if request.slot:
-                store.link_slot(plan.workflow, parse_iso(request.slot), run_id)
+                             options=_options(request), slot=slot)
         bus = EventBus(run=run_id, workflow=plan.workflow,
                        redactor=Redactor(secret_values(project, plan, request.env)),
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks], log_sinks=log_sinks)
         config = EngineConfig(run_id=run_id, root=project.root, work_dir=project.state_dir / "runs" / run_id,
                               max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,
-                              base_env=request.env)
+                              base_env=request.env, slot=slot)
         engine = Engine(plan, config=config, bus=bus, recorder=store, runners=runners)
         with _deadline(engine, request.deadline):
             outcome = engine.run(inputs, prior=prior)
         store.finish_run(run_id, status=outcome.status, exit_code=outcome.exit_code,
                          error=_first_reason(outcome), tokens=outcome.usage.to_json())
-        if request.slot:
-            from orchestr.tick import slot_outcome
-
-            store.settle_slot(plan.workflow, parse_iso(request.slot),
-                              outcome=slot_outcome(outcome.status), run_id=run_id, detail=_first_reason(outcome))
+        if slot:  # a scheduled run, or a resumed one: its slot gets the run's outcome
+            store.settle_slot(plan.workflow, parse_iso(slot), outcome=slot_outcome(outcome.status), run_id=run_id,
+                              detail=_first_reason(outcome))
     finally:
         if events_sink:
             events_sink.close()
-        lock.release()
+        if held is None:
+            lock.release()
     if request.junit_file:
         from orchestr.junit import write_junit
 
@@ -214,18 +239,22 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
     return RunResult(run_id, outcome, bool(request.resume))
 
 
+OUTCOME_BY_STATUS = {"succeeded": "ran", "failed": "failed", "unverified": "unverified", "cancelled": "failed",
+                     "timed-out": "timed-out"}
+
+
+def slot_outcome(status: str) -> str:
+    """The ledger's word for how a scheduled run ended."""
+    return OUTCOME_BY_STATUS.get(status, "failed")
+
+
 @contextmanager
 def _deadline(engine: Engine, seconds: float | None) -> Iterator[None]:
-    """Stop the run when the deadline passes: SIGTERM to ourselves interrupts the main thread."""
+    """Stop the run when the schedule's deadline passes, the same orderly way as a cancel."""
     if seconds is None:
         yield
         return
-
-    def expire() -> None:
-        engine.cancel_reason = "deadline"
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    timer = threading.Timer(seconds, expire)
+    timer = threading.Timer(seconds, engine.stop, kwargs={"reason": "deadline"})
     timer.daemon = True
     timer.start()
     try:

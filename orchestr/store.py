@@ -13,7 +13,7 @@ import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,18 +90,17 @@ class RunRow:
 
 
 def _alive(pid: int | None, host: str | None, heartbeat: str | None) -> bool:
+    """A run lives while its heartbeat is fresh and, on this host, its process exists.
+
+    A zombie has finished, and a pid whose heartbeat went stale may have been reused by
+    another process: neither counts as the run.
+    """
+    fresh = heartbeat is not None and (utc_now() - parse_iso(heartbeat)).total_seconds() < HEARTBEAT_STALE_SECONDS
     if pid is not None and host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    if heartbeat is None:
-        return False
-    age = (utc_now() - parse_iso(heartbeat)).total_seconds()
-    return age < HEARTBEAT_STALE_SECONDS
+        from orchestr.lock import process_start
+
+        return fresh and process_start(pid) is not None
+    return fresh
 
 
 class Store:
@@ -297,8 +296,30 @@ class Store:
                 (workflow, stamp, stamp),
             )
 
+    def claim_slots(self, workflow: str, decisions: Sequence[tuple[datetime, str, str | None]], *,
+                    claimed_by: str, now: datetime) -> list[datetime]:
+        """Claim due slots exactly once (the unique key) and advance the ledger, in one transaction.
+
+        Each decision is (slot, action, outcome): a skip is claimed with its outcome already set, so
+        no crash between claiming and settling can leave it open. Returns the slots this call won.
+        """
+        stamp, won = iso(now), []
+        with self._tx() as db:
+            for slot, action, outcome in decisions:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO slots (workflow, slot, claimed_at, claimed_by, action, outcome, finished_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (workflow, iso(slot), iso(utc_now()), claimed_by, action, outcome, stamp if outcome else None))
+                if cursor.rowcount == 1:
+                    won.append(slot)
+            db.execute(
+                "INSERT INTO schedules (workflow, first_tick, last_tick) VALUES (?, ?, ?)"
+                " ON CONFLICT (workflow) DO UPDATE SET last_tick=MAX(last_tick, excluded.last_tick)",
+                (workflow, stamp, stamp))
+        return won
+
     def claim_slot(self, workflow: str, slot: datetime, *, action: str, claimed_by: str) -> bool:
-        """Claim a slot exactly once: False if another tick already holds it (the unique key)."""
+        """Claim one slot (no ledger advance): False if it was already claimed."""
         with self._tx() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO slots (workflow, slot, claimed_at, claimed_by, action) VALUES (?, ?, ?, ?, ?)",
@@ -306,28 +327,37 @@ class Store:
             )
             return cursor.rowcount == 1
 
-    def settle_slot(self, workflow: str, slot: datetime, *, outcome: str, run_id: str | None = None,
-                    detail: str | None = None, action: str | None = None) -> None:
+    def take_slot(self, workflow: str, slot: datetime, run_id: str) -> bool:
+        """Bind an owed slot to the run about to serve it; False if it was settled or taken meanwhile."""
         with self._tx() as db:
-            db.execute(
-                "UPDATE slots SET outcome=?, run_id=COALESCE(?, run_id), detail=?, finished_at=?,"
-                " action=COALESCE(?, action) WHERE workflow=? AND slot=?",
-                (outcome, run_id, detail, iso(utc_now()), action, workflow, iso(slot)),
-            )
+            cursor = db.execute("UPDATE slots SET run_id=? WHERE workflow=? AND slot=? AND outcome IS NULL AND run_id IS NULL",
+                                (run_id, workflow, iso(slot)))
+            return cursor.rowcount == 1
 
-    def link_slot(self, workflow: str, slot: datetime, run_id: str) -> None:
+    def settle_slot(self, workflow: str, slot: datetime, *, outcome: str, run_id: str | None = None,
+                    detail: str | None = None, only_untaken: bool = False) -> bool:
+        """Record a slot's outcome; `only_untaken` settles it only if no run has taken it yet."""
+        guard = " AND outcome IS NULL AND run_id IS NULL" if only_untaken else ""
         with self._tx() as db:
-            db.execute("UPDATE slots SET run_id=? WHERE workflow=? AND slot=?", (run_id, workflow, iso(slot)))
+            cursor = db.execute(
+                "UPDATE slots SET outcome=?, run_id=COALESCE(?, run_id), detail=?, finished_at=?"
+                f" WHERE workflow=? AND slot=?{guard}",
+                (outcome, run_id, detail, iso(utc_now()), workflow, iso(slot)),
+            )
+            return cursor.rowcount == 1
 
     def claimed_slots(self, workflow: str, *, since: datetime) -> set[datetime]:
         rows = self._query("SELECT slot FROM slots WHERE workflow=? AND slot>?", (workflow, iso(since)))
         return {parse_iso(r["slot"]) for r in rows}
 
-    def unsettled_slots(self, workflow: str) -> list[dict[str, Any]]:
-        """Claimed slots that should have started a run and have no outcome yet."""
+    def owed_slots(self, workflow: str) -> list[dict[str, Any]]:
+        """Claimed slots that are to run and have no outcome yet, oldest first."""
         rows = self._query("SELECT * FROM slots WHERE workflow=? AND outcome IS NULL AND action IN ('run', 'queue')"
                            " ORDER BY slot", (workflow,))
         return [dict(r) for r in rows]
+
+    def slots_of_run(self, run_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM slots WHERE run_id=?", (run_id,))]
 
     def slots(self, workflow: str, *, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM slots WHERE workflow=? ORDER BY slot DESC LIMIT ?", (workflow, limit))

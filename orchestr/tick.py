@@ -1,10 +1,11 @@
 """`orchestr tick`: run whatever schedules are due, once each, with no daemon.
 
-For every scheduled workflow: find the slots due since its last tick, claim each one atomically in
-the ledger (a unique key on workflow + slot, so two ticks never run the same slot), apply the
-catch-up and overlap policies, and start the runs as detached processes so a slow run never delays
-another workflow's slot. Each slot ends with one recorded outcome: `ran`, `skipped-overlap`,
-`skipped-catchup`, `failed`, `unverified` or `timed-out`.
+For every scheduled workflow: find the slots due since its last tick, apply the catch-up and
+overlap policies, claim them in the ledger in one transaction (a unique key on workflow + slot, so
+two ticks never claim the same slot), and start one detached drainer that runs the owed slots in
+slot order (orchestr/scheduling/drain.py), so a slow run never delays another workflow's slot.
+Each slot ends with one recorded outcome: `ran`, `skipped-overlap`, `skipped-catchup`, `failed`,
+`unverified` or `timed-out`.
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from orchestr.errors import Busy, OrchestrError, ValidationFailed
-from orchestr.events import iso, parse_iso
-from orchestr.lock import WorkflowLock
+from orchestr.errors import ValidationFailed
+from orchestr.events import parse_iso
+from orchestr.lock import WorkflowLock, process_start
 from orchestr.models import Schedule
 from orchestr.project import LoadedWorkflow, Project
 from orchestr.store import Store
 
-OUTCOME_BY_STATUS = {"succeeded": "ran", "failed": "failed", "unverified": "unverified", "cancelled": "failed",
-                     "timed-out": "timed-out"}
+SKIP_OUTCOMES = {"skip-catchup": "skipped-catchup", "skip-overlap": "skipped-overlap"}
+BACKSTOP_GRACE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class TickReport:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
-Launcher = Callable[[Project, str, datetime, bool], "subprocess.Popen[bytes]"]
+# (project, workflow, the open descriptor of the workflow lock to hand over, or None to wait for it)
+Launcher = Callable[[Project, str, "int | None"], "subprocess.Popen[bytes]"]
 
 
 def scheduled_workflows(project: Project) -> tuple[list[LoadedWorkflow], list[str]]:
@@ -71,105 +72,107 @@ def scheduled_workflows(project: Project) -> tuple[list[LoadedWorkflow], list[st
     return found, problems
 
 
-def launch_run(project: Project, workflow: str, slot: datetime, queue: bool) -> subprocess.Popen[bytes]:
-    """A detached `orchestr run` for one slot, in its own session, logging under .orchestr/logs."""
-    logs = project.state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = (logs / f"{workflow}.log").open("ab")
+def launch_drainer(project: Project, workflow: str, lock_fd: int | None) -> subprocess.Popen[bytes]:
+    """A detached `orchestr run WORKFLOW --drain` in its own session, logging under <state>/logs.
+
+    With `lock_fd`, the drainer inherits the workflow lock this tick holds (no instant passes in
+    which the lock looks free); without, it waits for the lock (`overlap: queue`).
+    """
+    from orchestr.scheduling.serve import LOCK_FD_VAR, log_path
+
+    log = log_path(project, workflow)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.pop(LOCK_FD_VAR, None)
+    if lock_fd is not None:
+        env[LOCK_FD_VAR] = str(lock_fd)
     argv = [sys.executable, "-m", "orchestr", "--project", str(project.root), "run", workflow,
-            "--trigger", "schedule", "--slot", iso(slot)]
-    if queue:
-        argv.append("--queue")
-    try:
-        return subprocess.Popen(argv, cwd=project.root, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    finally:
-        log.close()
+            "--trigger", "schedule", "--drain"]
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, cwd=project.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env, pass_fds=() if lock_fd is None else (lock_fd,))
 
 
-def tick(project: Project, store: Store, *, now: datetime, launcher: Launcher = launch_run) -> TickReport:
-    from orchestr.scheduling.policy import ledger_start, plan_tick
-
+def tick(project: Project, store: Store, *, now: datetime, launcher: Launcher = launch_drainer) -> TickReport:
     report = TickReport(now)
     workflows, report.problems = scheduled_workflows(project)
-    claimer = f"{socket.gethostname()}:{os.getpid()}"
     for workflow in workflows:
-        schedule = workflow.spec.schedule
-        assert schedule is not None
-        report.stopped += stop_overdue(store, workflow.name, schedule, now)
-        reconcile(store, workflow.name)
-        ledger = store.last_tick(workflow.name)
-        last = parse_iso(ledger[1]) if ledger else None
-        claimed = store.claimed_slots(workflow.name, since=ledger_start(now, last))
-        running = WorkflowLock(project.state_dir, workflow.name).holder() is not None
-        for decision in plan_tick(schedule, now=now, last_tick=last, claimed=claimed, running=running):
-            if not store.claim_slot(workflow.name, decision.slot, action=decision.action, claimed_by=claimer):
-                continue  # another tick claimed it first
-            report.actions.append(_act(project, store, workflow.name, decision.slot, decision.action, launcher, report))
-        store.record_tick(workflow.name, now)
+        report.actions += tick_workflow(project, store, workflow, now=now, launcher=launcher, report=report)
     return report
 
 
-def _act(project: Project, store: Store, workflow: str, slot: datetime, action: str, launcher: Launcher,
-         report: TickReport) -> SlotAction:
-    if action in ("skip-catchup", "skip-overlap"):
-        outcome = "skipped-catchup" if action == "skip-catchup" else "skipped-overlap"
-        store.settle_slot(workflow, slot, outcome=outcome)
-        return SlotAction(workflow, slot, action, outcome)
+def tick_workflow(project: Project, store: Store, workflow: LoadedWorkflow, *, now: datetime, launcher: Launcher,
+                  report: TickReport) -> list[SlotAction]:
+    """Decide, claim and start one workflow's due slots, holding its tick lock throughout.
+
+    The tick lock serialises ticks of one workflow (two cron daemons, a retried timer), so each
+    sees the ledger the other left; the workflow lock, taken if free, says whether a run is going
+    and is handed to the drainer, so "not running" stays true until the drainer runs.
+    """
+    from orchestr.scheduling.drain import settle_orphans
+    from orchestr.scheduling.policy import ledger_start, plan_tick
+
+    schedule = workflow.spec.schedule
+    assert schedule is not None
+    name = workflow.name
+    claimer = f"{socket.gethostname()}:{os.getpid()}"
+    with WorkflowLock(project.state_dir, name, suffix="tick") as guard, WorkflowLock(project.state_dir, name) as lock:
+        guard.acquire(claimer, wait=True)
+        free = lock.try_acquire(f"tick:{claimer}")
+        if free:
+            settle_orphans(store, name, now=now, window=schedule.catchup_window)
+        else:
+            report.stopped += stop_overdue(store, lock, schedule, now)
+        ledger = store.last_tick(name)
+        last = parse_iso(ledger[1]) if ledger else None
+        claimed = store.claimed_slots(name, since=ledger_start(now, last))
+        decisions = plan_tick(schedule, now=now, last_tick=last, claimed=claimed, running=not free)
+        won = set(store.claim_slots(name, [(d.slot, d.action, SKIP_OUTCOMES.get(d.action)) for d in decisions],
+                                    claimed_by=claimer, now=now))
+        ours = [d for d in decisions if d.slot in won]
+        pid = _start_drainer(project, store, name, lock if free else None, launcher, report)
+        return [SlotAction(name, d.slot, d.action, SKIP_OUTCOMES.get(d.action),
+                           None if d.action in SKIP_OUTCOMES else pid) for d in ours]
+
+
+def _start_drainer(project: Project, store: Store, workflow: str, lock: WorkflowLock | None, launcher: Launcher,
+                   report: TickReport) -> int | None:
+    """One drainer when slots are owed: with our lock, or waiting for it (unless one already waits)."""
+    owed = [r for r in store.owed_slots(workflow) if not r["run_id"]]
+    if not owed:
+        return None
+    if lock is None and WorkflowLock(project.state_dir, workflow, suffix="waiter").holder() is not None:
+        return None  # a drainer already waits for the lock; it serves these slots too
     try:
-        process = launcher(project, workflow, slot, action == "queue")
+        process = launcher(project, workflow, lock.fileno() if lock is not None else None)
     except OSError as exc:
-        store.settle_slot(workflow, slot, outcome="failed", detail=f"could not start the run: {exc}")
-        return SlotAction(workflow, slot, action, "failed")
+        for row in owed:
+            store.settle_slot(workflow, parse_iso(str(row["slot"])), outcome="failed", only_untaken=True,
+                              detail=f"could not start the run: {exc}")
+        return None
     report.processes.append(process)
-    return SlotAction(workflow, slot, action, None, process.pid)
+    return process.pid
 
 
-def stop_overdue(store: Store, workflow: str, schedule: Schedule, now: datetime) -> list[str]:
-    """A backstop for deadlines: a scheduled run still alive past its deadline is stopped."""
-    if schedule.deadline is None:
+def stop_overdue(store: Store, lock: WorkflowLock, schedule: Schedule, now: datetime) -> list[str]:
+    """A backstop for deadlines: the lock's holder, a scheduled run well past its deadline, is stopped.
+
+    It is signalled only if it is still the very process that took the lock (pid and start time),
+    never by a bare stored pid that may since belong to another process.
+    """
+    holder = lock.holder()
+    if schedule.deadline is None or not holder or not isinstance(holder.get("pid"), int):
         return []
-    stopped = []
-    for run in store.runs(workflow=workflow, limit=20):
-        if run.effective_status != "running" or run.slot is None:
-            continue
-        if parse_iso(run.started_at) + schedule.deadline + timedelta(seconds=30) < now and run.pid:
-            try:
-                os.killpg(run.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                continue
-            stopped.append(run.id)
-    return stopped
-
-
-def settle_unstarted(project: Project, workflow: str, slot: str, error: OrchestrError) -> None:
-    """A scheduled run that could not start (invalid workflow, busy) still settles its slot."""
-    outcome = "skipped-overlap" if isinstance(error, Busy) else "failed"
-    store = Store(project.state_dir)
+    run = store.run(str(holder.get("run")))
+    if run is None or run.slot is None or run.status != "running":
+        return []
+    if parse_iso(run.started_at) + schedule.deadline + BACKSTOP_GRACE >= now:
+        return []
+    pid = int(str(holder["pid"]))
+    if holder.get("start") is None or process_start(pid) != holder.get("start"):
+        return []
     try:
-        store.settle_slot(workflow, parse_iso(slot), outcome=outcome,
-                          detail=error.format()[:2000])
-    finally:
-        store.close()
-
-
-def reconcile(store: Store, workflow: str) -> list[str]:
-    """Slots whose run died without settling them (kill -9, power loss) are recorded `failed`."""
-    settled = []
-    for slot in store.unsettled_slots(workflow):
-        if not slot["run_id"]:
-            continue
-        run = store.run(str(slot["run_id"]))
-        if run is not None and run.effective_status == "crashed":
-            store.settle_slot(workflow, parse_iso(str(slot["slot"])), outcome="failed",
-                              detail=f"run {run.id} died without finishing (pid {run.pid})")
-            settled.append(str(slot["slot"]))
-    return settled
-
-
-def slot_outcome(status: str) -> str:
-    return OUTCOME_BY_STATUS.get(status, "failed")
-
-
-def log_path(project: Project, workflow: str) -> Path:
-    return project.state_dir / "logs" / f"{workflow}.log"
+        os.killpg(pid, signal.SIGTERM) if os.getpgid(pid) == pid else os.kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return []
+    return [run.id]

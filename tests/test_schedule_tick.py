@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -14,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestr.errors import Busy
 from orchestr.lock import WorkflowLock
 from orchestr.project import Project
 from orchestr.scheduling.policy import ledger_start
@@ -46,55 +47,84 @@ class FakeProcess:
 
 
 @dataclass
+class SimDrainer:
+    """One simulated `orchestr run --drain`: holds the lock (inherited, or waited for), serves slots in order."""
+
+    lock: WorkflowLock
+    waiter: WorkflowLock | None  # held while waiting for the lock, as the real waiter does
+    current: tuple[datetime, datetime] | None = None  # (slot, finishes at)
+
+
+@dataclass
 class SimulatedRuns:
-    """Stands in for `orchestr run --slot`: holds the workflow lock for a while, then settles."""
+    """Stands in for the drainer processes the tick starts, on a fake clock, with the real ledger and locks."""
 
     project: Project
     rng: random.Random
     clock: datetime = field(default_factory=lambda: utc(2000, 1, 1))
     launches: Counter[datetime] = field(default_factory=Counter)
-    running: list[tuple[datetime, WorkflowLock, datetime]] = field(default_factory=list)
+    order: list[datetime] = field(default_factory=list)
+    drainers: list[SimDrainer] = field(default_factory=list)
     max_concurrent: int = 0
     guard: threading.Lock = field(default_factory=threading.Lock)
     pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
+    fail_start: float = 0.0  # the share of runs that cannot start (a missing key, an invalid file)
 
-    def launch(self, project: Project, workflow: str, slot: datetime, queue: bool) -> FakeProcess:
+    def launch(self, project: Project, workflow: str, lock_fd: int | None) -> FakeProcess:
         with self.guard:
-            self.launches[slot] += 1
-            lock = WorkflowLock(project.state_dir, workflow)
-            try:
-                lock.acquire(f"run-{slot:%H%M}")
-            except Busy as exc:  # what a real scheduled run does when it finds the lock taken
-                self._settle(workflow, slot, "skipped-overlap", str(exc))
-                return FakeProcess(next(self.pids))
-            minutes = self.rng.choice([1, 2, 5, 12, 40])
-            self.running.append((self.clock + timedelta(minutes=minutes), lock, slot))
-            self.max_concurrent = max(self.max_concurrent, len(self.running))
+            lock, waiter = WorkflowLock(project.state_dir, workflow), None
+            if lock_fd is not None:
+                lock.adopt(os.dup(lock_fd), "sim-drainer")  # what inheriting the descriptor does
+            else:
+                waiter = WorkflowLock(project.state_dir, workflow, suffix="waiter")
+                if not waiter.try_acquire("sim-waiter"):
+                    return FakeProcess(next(self.pids))  # another waiter serves these slots
+            self.drainers.append(SimDrainer(lock, waiter))
             return FakeProcess(next(self.pids))
 
-    def finish_due(self, workflow: str, *, everything: bool = False) -> None:
+    def advance(self, store: Store, workflow: str, *, everything: bool = False) -> None:
         with self.guard:
-            for entry in list(self.running):
-                finish, lock, slot = entry
-                if everything or finish <= self.clock:
-                    self.running.remove(entry)
-                    lock.release()
-                    self._settle(workflow, slot, self.rng.choice(["ran", "ran", "ran", "failed"]), None)
+            for drainer in list(self.drainers):
+                self._advance(store, workflow, drainer, everything)
+            self.max_concurrent = max(self.max_concurrent, sum(1 for d in self.drainers if d.current))
 
-    def _settle(self, workflow: str, slot: datetime, outcome: str, detail: str | None) -> None:
-        store = Store(self.project.state_dir)
-        try:
-            store.settle_slot(workflow, slot, outcome=outcome, detail=detail)
-        finally:
-            store.close()
+    def _advance(self, store: Store, workflow: str, drainer: SimDrainer, everything: bool) -> None:
+        if drainer.waiter is not None:
+            if not drainer.lock.try_acquire("sim-waiter"):
+                if not [r for r in store.owed_slots(workflow) if not r["run_id"]]:
+                    drainer.waiter.release()
+                    self.drainers.remove(drainer)  # nothing left to wait for
+                return
+            drainer.waiter.release()
+            drainer.waiter = None
+        while True:
+            if drainer.current is not None:
+                slot, finish = drainer.current
+                if finish > self.clock and not everything:
+                    return
+                outcome = "failed" if self.rng.random() < self.fail_start else self.rng.choice(["ran", "ran", "ran", "failed"])
+                store.settle_slot(workflow, slot, outcome=outcome)
+                drainer.current = None
+            owed = [r for r in store.owed_slots(workflow) if not r["run_id"]]
+            if not owed:
+                drainer.lock.release()
+                self.drainers.remove(drainer)
+                return
+            slot = parse(str(owed[0]["slot"]))
+            assert store.take_slot(workflow, slot, f"run-{slot:%m%d%H%M}")
+            self.launches[slot] += 1
+            self.order.append(slot)
+            drainer.current = (slot, self.clock + timedelta(minutes=self.rng.choice([1, 2, 5, 12, 40])))
 
 
-def _tick(project: Project, sim: SimulatedRuns, now: datetime) -> TickReport:
-    store = Store(project.state_dir)
-    try:
+def _tick(project: Project, sim: SimulatedRuns, now: datetime, store: Store | None = None) -> TickReport:
+    if store is not None:
         return tick(project, store, now=now, launcher=sim.launch)  # type: ignore[arg-type]
+    own = Store(project.state_dir)
+    try:
+        return tick(project, own, now=now, launcher=sim.launch)  # type: ignore[arg-type]
     finally:
-        store.close()
+        own.close()
 
 
 def _concurrent_ticks(project: Project, sim: SimulatedRuns, now: datetime) -> list[TickReport]:
@@ -113,46 +143,52 @@ def _concurrent_ticks(project: Project, sim: SimulatedRuns, now: datetime) -> li
     return reports
 
 
-CRON, ZONE = "*/15 * * * *", "Europe/Berlin"
-
-
-@pytest.mark.parametrize("seed", [1, 2])
-def test_a_simulated_week_accounts_for_every_slot_exactly_once(project: ProjectDir, seed: int) -> None:
+def _simulate_week(project: ProjectDir, *, seed: int, policy: str, days: int = 7) -> tuple[SimulatedRuns, list[TickReport], dict[datetime, dict[str, object]], list[datetime]]:
+    """A week of ticks (early, late, doubled, concurrent) with outages, on the real ledger."""
     project.write("workflows/triage.yaml", f"""
-        schedule: {{ cron: "{CRON}", timezone: {ZONE}, catchup: latest, catchup_window: 3h, overlap: skip }}
+        schedule: {{ cron: "{CRON}", timezone: {ZONE}, {policy} }}
         steps: [ {{ id: noop, run: "true" }} ]
     """)
     proj = Project(project.root)
     rng = random.Random(seed)
     sim = SimulatedRuns(proj, rng)
-    start, end = utc(2026, 3, 25, 20, 0), utc(2026, 4, 1, 20, 0)  # Berlin springs forward on 29 March
+    start = utc(2026, 3, 25, 20, 0) if days == 7 else utc(2026, 3, 28, 12, 0)  # Berlin springs forward on 29 March
+    end = start + timedelta(days=days)
     first_tick: datetime | None = None
     last_tick = start
     reports: list[TickReport] = []
     clock = start
+    store = Store(proj.state_dir)
     while clock < end:
         sim.clock = clock
-        sim.finish_due("triage")
+        sim.advance(store, "triage")
         roll = rng.random()
         if roll < 0.004:  # the machine goes down for 20 minutes to 7 hours
             clock += timedelta(minutes=rng.randint(20, 420))
             continue
         now = clock + timedelta(seconds=rng.choice([-20, 0, 2, 5, 30, 59, 200]))  # early, on time, late
-        batch = _concurrent_ticks(proj, sim, now) if roll > 0.97 else [_tick(proj, sim, now)]
-        if roll > 0.94 and roll <= 0.97:  # the same tick delivered twice
-            batch.append(_tick(proj, sim, now))
+        batch = _concurrent_ticks(proj, sim, now) if roll > 0.97 else [_tick(proj, sim, now, store)]
+        if 0.94 < roll <= 0.97:  # the same tick delivered twice
+            batch.append(_tick(proj, sim, now, store))
         reports += batch
         first_tick = first_tick or now
         last_tick = max(last_tick, now)
         clock += timedelta(minutes=rng.choice([1, 1, 1, 2, 5]))
     sim.clock = end
-    sim.finish_due("triage", everything=True)
-
-    store = Store(proj.state_dir)
+    sim.advance(store, "triage", everything=True)
     rows = {parse(r["slot"]): r for r in store.slots("triage", limit=100_000)}
     store.close()
     assert first_tick is not None
-    expected = slots_between(CRON, ZONE, ledger_start(first_tick, None), last_tick)
+    return sim, reports, rows, slots_between(CRON, ZONE, ledger_start(first_tick, None), last_tick)
+
+
+CRON, ZONE = "*/15 * * * *", "Europe/Berlin"
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_simulated_week_accounts_for_every_slot_exactly_once(project: ProjectDir, seed: int) -> None:
+    sim, reports, rows, expected = _simulate_week(project, seed=seed,
+                                                  policy="catchup: latest, catchup_window: 3h, overlap: skip")
     assert sorted(rows) == expected  # every owed slot is in the ledger, and nothing else
     assert all(row["outcome"] in OUTCOMES for row in rows.values()), "a slot was left without an outcome"
     assert max(sim.launches.values()) == 1  # no slot ran twice
@@ -168,6 +204,51 @@ def test_a_simulated_week_accounts_for_every_slot_exactly_once(project: ProjectD
                 assert action.action == "skip-catchup"
     counts = Counter(row["outcome"] for row in rows.values())
     assert counts["ran"] > 100 and counts["skipped-catchup"] > 0 and counts["skipped-overlap"] > 0
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_catchup_all_with_queue_runs_every_owed_slot_once_in_slot_order(project: ProjectDir, seed: int) -> None:
+    sim, _, rows, expected = _simulate_week(project, seed=seed, days=2,
+                                            policy="catchup: all, catchup_window: 6h, overlap: queue")
+    assert sorted(rows) == expected
+    assert all(row["outcome"] in OUTCOMES for row in rows.values()), "a slot was left without an outcome"
+    assert not [s for s, r in rows.items() if r["outcome"] == "skipped-overlap"]  # never under overlap: queue
+    assert max(sim.launches.values()) == 1 and sim.max_concurrent == 1
+    assert sim.order == sorted(sim.order)  # one runner, oldest slot first
+    skipped = {s for s, r in rows.items() if r["outcome"] == "skipped-catchup"}
+    assert set(sim.order) | skipped == set(rows)  # every slot inside the window ran
+
+
+def test_catchup_all_with_skip_loses_no_owed_slot_to_concurrent_ticks(project: ProjectDir) -> None:
+    sim, _, rows, expected = _simulate_week(project, seed=6, days=2,
+                                            policy="catchup: all, catchup_window: 6h, overlap: skip")
+    assert sorted(rows) == expected and max(sim.launches.values()) == 1 and sim.max_concurrent == 1
+    assert sim.order == sorted(sim.order)
+    for slot, row in rows.items():
+        if row["outcome"] == "skipped-overlap":  # only a slot that came while a run was going
+            assert row["claimed_by"] and slot not in sim.launches
+
+
+def test_runs_that_cannot_start_still_settle_every_slot(project: ProjectDir) -> None:
+    project.write("workflows/triage.yaml", f"""
+        schedule: {{ cron: "{CRON}", timezone: {ZONE}, catchup: all, overlap: queue }}
+        steps: [ {{ id: noop, run: "true" }} ]
+    """)
+    proj = Project(project.root)
+    sim = SimulatedRuns(proj, random.Random(7), fail_start=0.5)
+    clock = utc(2026, 5, 1, 0, 0)
+    store = Store(proj.state_dir)
+    for _ in range(200):
+        sim.clock = clock
+        sim.advance(store, "triage")
+        _tick(proj, sim, clock + timedelta(seconds=3), store)
+        clock += timedelta(minutes=7)
+    sim.clock = clock
+    sim.advance(store, "triage", everything=True)
+    rows = store.slots("triage", limit=10_000)
+    store.close()
+    assert rows and all(r["outcome"] in OUTCOMES for r in rows)
+    assert Counter(r["outcome"] for r in rows)["failed"] > 10
 
 
 # --- real processes -----------------------------------------------------------------------------
@@ -240,26 +321,115 @@ def test_status_reports_a_failed_last_run(project: ProjectDir) -> None:
     result = project.cli("status", "--now", "2026-11-24T08:16:00Z", "--format", "json")
     assert result.exit_code == 1
     [problem] = json.loads(result.stdout)["workflows"][0]["problems"]
-    assert problem.startswith("the last run (") and problem.endswith("slot 2026-11-24T08:15:00.000Z) failed: work: exited with code 4")
+    assert re.fullmatch(r"slot 2026-11-24T08:15:00\.000Z failed \(run [0-9a-f-]+\): work: exited with code 4", problem)
 
 
 def test_a_scheduled_run_of_an_invalid_workflow_still_settles_its_slot(project: ProjectDir) -> None:
     _scheduled(project, run="true")
-    assert project.run("tick", "--now", "2026-11-24T08:15:02Z").exit_code == 0
-    time.sleep(0.2)
+    assert project.run("tick", "--now", "2026-11-24T08:15:02Z", "--wait").exit_code == 0
     project.write("workflows/job.yaml", """
         name: job
         schedule: { cron: "*/15 * * * *", timezone: Europe/Berlin }
         steps: [ { id: work, run: "true", needs: [nope] } ]
     """)
-    result = project.run("run", "job", "--trigger", "schedule", "--slot", "2026-11-24T08:30:00.000Z")
-    assert result.exit_code == 2
-    store = Store(project.root / ".orchestr")
-    store.claim_slot("job", utc(2026, 11, 24, 8, 30), action="run", claimed_by="test")
-    store.close()
-    assert project.run("run", "job", "--trigger", "schedule", "--slot", "2026-11-24T08:30:00.000Z").exit_code == 2
+    assert project.run("tick", "--now", "2026-11-24T08:30:02Z", "--wait").exit_code == 1
     row = next(r for r in _slot_rows(project) if r["slot"] == "2026-11-24T08:30:00.000Z")
     assert row["outcome"] == "failed" and "unknown step 'nope'" in str(row["detail"])
+    assert "(log: .orchestr/logs/job.log)" in str(row["detail"])
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_catchup_all_with_queue_runs_every_owed_slot_in_slot_order_over_many_trials(
+        project: ProjectDir, concurrent: bool) -> None:
+    """The first tick's run is still starting when the catch-up tick comes (and, concurrently, a second one)."""
+    owed = ["2026-11-24T08:00:00.000Z", "2026-11-24T08:15:00.000Z", "2026-11-24T08:30:00.000Z",
+            "2026-11-24T08:45:00.000Z", "2026-11-24T09:00:00.000Z"]
+    for trial in range(5):
+        trial_dir = ProjectDir(project.root / f"trial-{trial}")
+        _scheduled(trial_dir, run='echo "$ORCHESTR_SLOT $ORCHESTR_RUN_ID" >> ran.txt', extra=", catchup: all, overlap: queue")
+        assert trial_dir.run("tick", "--now", "2026-11-24T08:00:20Z").exit_code == 0  # its run starts detached
+        ticks = [trial_dir.spawn("tick", "--now", "2026-11-24T09:01:00Z", "--wait") for _ in range(2 if concurrent else 1)]
+        outputs = [t.communicate(timeout=90) for t in ticks]
+        assert [t.returncode for t in ticks] == [0] * len(ticks), outputs
+        _wait_for(lambda d=trial_dir: len(_lines(d.root / "ran.txt")) >= 5)  # type: ignore[misc]
+        ran = [line.split() for line in _lines(trial_dir.root / "ran.txt")]
+        assert [slot for slot, _ in ran] == owed, f"trial {trial}: {ran}"
+        assert len({run for _, run in ran}) == 5
+        rows = sorted(_slot_rows(trial_dir), key=lambda r: str(r["slot"]))
+        assert [(r["slot"], r["outcome"], r["run_id"]) for r in rows] == [(slot, "ran", run) for slot, run in ran]
+
+
+def _wait_for(condition: object, timeout: float = 30) -> None:
+    assert callable(condition)
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_a_scheduled_run_that_cannot_start_shows_in_status_at_once_and_a_later_success_clears_it(project: ProjectDir) -> None:
+    project.write("workflows/job.yaml", """
+        name: job
+        schedule: { cron: "*/15 * * * *", timezone: UTC }
+        agents: { a: { model: "anthropic:claude-sonnet-4-6", instructions: Say hi. } }
+        steps: [ { id: think, agent: a, prompt: hello } ]
+    """)
+    env = {"ANTHROPIC_API_KEY": ""}
+    assert project.run("tick", "--now", "2026-11-24T08:00:20Z", "--wait", env=env).exit_code == 1
+    result = project.cli("status", "--now", "2026-11-24T08:01:00Z", "--format", "json")
+    assert result.exit_code == 1
+    [problem] = json.loads(result.stdout)["workflows"][0]["problems"]
+    assert problem == ("slot 2026-11-24T08:00:00.000Z failed (run not started): the run could not start: "
+                       "ANTHROPIC_API_KEY is not set: models from 'anthropic' need it (export ANTHROPIC_API_KEY=..., "
+                       "or run offline with --replay FILE) (log: .orchestr/logs/job.log)")
+    assert "ANTHROPIC_API_KEY is not set" in (project.root / ".orchestr/logs/job.log").read_text()
+    _scheduled(project, run="true")
+    project.write("workflows/job.yaml", (project.root / "workflows/job.yaml").read_text().replace("Europe/Berlin", "UTC"))
+    assert project.run("tick", "--now", "2026-11-24T08:15:20Z", "--wait").exit_code == 0
+    cleared = project.cli("status", "--now", "2026-11-24T08:16:00Z", "--format", "json")
+    assert cleared.exit_code == 0, cleared.stdout
+    assert [r["outcome"] for r in _slot_rows(project)] == ["ran", "failed"]  # the failure stays in history
+
+
+def test_a_killed_drainer_settles_its_slot_at_the_next_tick_and_a_resume_to_success_settles_it_ran(project: ProjectDir) -> None:
+    _scheduled(project, run='if [ ! -f fixed ]; then echo $PPID > drainer.pid; sleep 60; fi')
+    assert project.run("tick", "--now", "2026-11-24T08:15:02Z").exit_code == 0
+    _wait_for(lambda: (project.root / "drainer.pid").exists())
+    time.sleep(0.2)
+    runs = json.loads(project.cli("runs", "--format", "json").stdout)
+    assert runs[0]["status"] == "running"
+    drainer_pid = runs[0]["pid"]
+    os.kill(drainer_pid, 9)
+    _wait_for(lambda: not Path(f"/proc/{drainer_pid}").exists() or "Z" in Path(f"/proc/{drainer_pid}/stat").read_text().split()[2])
+    assert project.run("tick", "--now", "2026-11-24T08:16:02Z", "--wait").exit_code == 0
+    [row] = _slot_rows(project)
+    assert row["outcome"] == "failed" and "died without finishing" in str(row["detail"])
+    status = project.cli("status", "--now", "2026-11-24T08:17:00Z", "--format", "json")
+    assert status.exit_code == 1 and "died without finishing" in status.stdout
+    (project.root / "fixed").write_text("")
+    resumed = project.run("run", "job", "--resume", "last")
+    assert resumed.exit_code == 0, resumed.output
+    [row] = _slot_rows(project)
+    assert (row["outcome"], row["run_id"]) == ("ran", runs[0]["id"])
+    assert project.cli("status", "--now", "2026-11-24T08:17:00Z").exit_code == 0
+
+
+def test_a_queued_slot_that_waits_past_the_deadline_is_recorded_timed_out(project: ProjectDir) -> None:
+    _scheduled(project, run="sleep 8", extra=", overlap: queue, deadline: 2s")
+    manual = project.spawn("run", "job")
+    _wait_for(lambda: (project.root / ".orchestr/locks/job.lock").exists() and
+              "run" in (project.root / ".orchestr/locks/job.lock").read_text())
+    began = time.monotonic()
+    assert project.run("tick", "--now", "2026-11-24T08:15:02Z", "--wait").exit_code == 0
+    assert time.monotonic() - began < 7  # the waiter gave up at the deadline, not when the lock came free
+    [row] = _slot_rows(project)
+    assert row["outcome"] == "timed-out" and "past the schedule's deadline (2s)" in str(row["detail"])
+    manual.kill()
+    manual.communicate()
 
 
 def test_schedule_list_shows_next_slots_with_offsets(project: ProjectDir) -> None:

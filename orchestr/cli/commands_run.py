@@ -13,8 +13,7 @@ import typer
 from orchestr.cli.common import console, handle_errors, project
 
 if TYPE_CHECKING:
-    from orchestr.plan import Plan
-    from orchestr.steps.base import StepRunner
+    from orchestr.project import Project
 
 
 def register(app: typer.Typer) -> None:
@@ -23,23 +22,6 @@ def register(app: typer.Typer) -> None:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
-
-
-def runners_for(plan: Plan, *, record: Path | None, replay: Path | None, attach: list[Path],
-                allow: list[str]) -> dict[str, StepRunner]:
-    from orchestr.steps.shell import ShellRunner
-
-    runners: dict[str, StepRunner] = {"shell": ShellRunner()}
-    if any(step.kind == "agent" for step in plan.steps.values()):
-        from orchestr.steps.agent import build_agent_runner
-
-        runners["agent"] = build_agent_runner(plan, record=record, replay=replay, attach=attach, allow=allow)
-    return runners
-
-
-def _deadline(plan: Plan) -> float | None:
-    schedule = plan.spec.schedule
-    return schedule.deadline.total_seconds() if schedule and schedule.deadline else None
 
 
 @handle_errors
@@ -55,29 +37,23 @@ def run(
     replay: Annotated[Path | None, typer.Option("--replay", help="Replay model exchanges from FILE: no network, no key.")] = None,
     attach: Annotated[list[Path] | None, typer.Option("--attach", help="Add FILE to every agent prompt (repeatable).")] = None,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Grant KEY:VALUE for this run, within the context ceiling.")] = None,
-    slot: Annotated[str | None, typer.Option("--slot", hidden=True)] = None,
-    queue: Annotated[bool, typer.Option("--queue", hidden=True)] = False,
+    drain: Annotated[bool, typer.Option("--drain", hidden=True)] = False,
     trigger: Annotated[str, typer.Option("--trigger", hidden=True)] = "manual",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the steps' output lines.")] = False,
 ) -> None:
     """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
     from orchestr.compiler import compile_workflow
-    from orchestr.errors import OrchestrError, UsageError
-    from orchestr.runner import RunRequest, execute, parse_inputs
+    from orchestr.errors import UsageError
+    from orchestr.runner import RunRequest, close_runners, execute, parse_inputs, runners_for
     from orchestr.trace import LiveTrace, PlainTrace, render_summary
 
     if record and replay:
         raise UsageError("--record and --replay cannot be used together")
     proj = project()
-    try:
-        plan = compile_workflow(proj.find_workflow(workflow), proj.tree, proj.config)
-    except OrchestrError as exc:
-        if slot:
-            from orchestr.tick import settle_unstarted
-
-            settle_unstarted(proj, workflow, slot, exc)
-        raise
+    if drain:
+        raise typer.Exit(_drain(proj, workflow, verbose=verbose))
+    plan = compile_workflow(proj.find_workflow(workflow), proj.tree, proj.config)
     out = console()
     if dry_run:
         from orchestr.render import render_plan
@@ -88,9 +64,8 @@ def run(
     parse_inputs(plan.spec.inputs, inputs or [])  # a bad input is reported before a missing API key
     runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
     request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
-                         resume=resume, trigger=trigger, slot=slot, record=record, replay=replay,
-                         attach=list(attach or []), allow=list(allow or []), queue=queue,
-                         deadline=_deadline(plan) if slot else None)
+                         resume=resume, trigger=trigger, record=record, replay=replay,
+                         attach=list(attach or []), allow=list(allow or []))
     live = out.is_terminal and not quiet
     trace = LiveTrace(out, verbose=verbose) if live else PlainTrace(out, verbose=verbose, quiet=quiet)
     previous = signal.signal(signal.SIGTERM, _terminate)
@@ -102,10 +77,27 @@ def run(
             result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for runner in runners.values():
-            close = getattr(runner, "close", None)
-            if close is not None:
-                close()
+        close_runners(runners)
     out.print(render_summary(plan, result.run_id, result.outcome))
     sys.stdout.flush()
     raise typer.Exit(int(result.outcome.exit_code))
+
+
+def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
+    """`--drain` (started by `orchestr tick`): serve the workflow's owed slots; output goes to its log."""
+    import os
+
+    from orchestr.scheduling.serve import serve_workflow
+    from orchestr.trace import PlainTrace
+
+    out = console()
+
+    def sinks() -> tuple[list[PlainTrace], list[PlainTrace]]:
+        trace = PlainTrace(out, verbose=verbose, quiet=False)
+        return [trace], [trace]
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return serve_workflow(proj, workflow, sinks=sinks, env=dict(os.environ), say=lambda line: out.print(line, soft_wrap=True))
+    finally:
+        signal.signal(signal.SIGTERM, previous)

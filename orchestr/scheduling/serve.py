@@ -1,0 +1,124 @@
+"""The drainer process (`orchestr run WORKFLOW --drain`): the composition of drain.py with real runs.
+
+Each owed slot is compiled afresh (the files may have changed since the tick) and run in this
+process, one after another. Anything that stops a run from starting (an invalid workflow, a
+missing API key or `env_from` variable, a required input, an unwritable state folder) settles the
+slot `failed` with the reason, so `orchestr status` shows it at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from orchestr.errors import ExitCode, OrchestrError
+from orchestr.events import EventSink, LogSink, Redactor, iso, utc_now
+from orchestr.lock import WorkflowLock
+from orchestr.project import Project
+from orchestr.scheduling.drain import SlotResult, drain, wait_for_turn
+from orchestr.steps.base import StepRunner
+from orchestr.store import Store
+
+LOCK_FD_VAR = "ORCHESTR_LOCK_FD"
+Sinks = Callable[[], tuple[Sequence[EventSink], Sequence[LogSink]]]
+
+
+def log_path(project: Project, workflow: str) -> Path:
+    return project.state_dir / "logs" / f"{workflow}.log"
+
+
+def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mapping[str, str],
+                   say: Callable[[str], None]) -> int:
+    """Serve every owed slot of `workflow`; the exit code is 1 if any of them did not succeed."""
+    from orchestr.runner import new_run_id
+
+    deadline = _deadline(project, workflow)
+    store = Store(project.state_dir)
+    lock = WorkflowLock(project.state_dir, workflow)
+    waiter_id = f"waiter:{os.getpid()}"
+    try:
+        inherited = env.get(LOCK_FD_VAR)
+        if inherited:
+            lock.adopt(int(inherited), "drainer")
+        elif not wait_for_turn(store, lock, workflow, deadline=deadline, clock=utc_now, waiter_id=waiter_id):
+            return ExitCode.OK  # another process served (or is serving) every owed slot
+
+        def serve(slot_at: datetime, run_id: str) -> SlotResult:
+            return serve_slot(project, store, lock, workflow, slot=slot_at, run_id=run_id, sinks=sinks,
+                              env=env, say=say)
+
+        results = drain(store, lock, workflow, serve=serve, new_run_id=lambda: new_run_id(utc_now()))
+    finally:
+        lock.release()
+        store.close()
+    if any(r.stop for r in results):
+        return ExitCode.CANCELLED
+    return ExitCode.OK if all(r.outcome == "ran" for r in results) else ExitCode.FAILED
+
+
+def _deadline(project: Project, workflow: str) -> timedelta | None:
+    try:
+        schedule = project.find_workflow(workflow).spec.schedule
+    except OrchestrError:
+        return None  # each slot will say why it cannot start
+    return schedule.deadline if schedule is not None else None
+
+
+def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str, *, slot: datetime, run_id: str,
+               sinks: Sinks, env: Mapping[str, str], say: Callable[[str], None]) -> SlotResult:
+    from orchestr.compiler import compile_workflow
+    from orchestr.runner import (
+        RunRequest,
+        close_runners,
+        execute,
+        runners_for,
+        schedule_deadline,
+        slot_outcome,
+    )
+
+    say(f"--- {iso(utc_now())} {workflow}: slot {iso(slot)}, run {run_id}")
+    runners: Mapping[str, StepRunner] = {}
+    try:
+        fresh = Project(project.root)  # the files may have changed since the tick
+        plan = compile_workflow(fresh.find_workflow(workflow), fresh.tree, fresh.config)
+        runners = runners_for(plan, env=env)
+        request = RunRequest(trigger="schedule", slot=iso(slot), deadline=schedule_deadline(plan), env=env)
+        event_sinks, log_sinks = sinks()
+        result = execute(fresh, plan, request, runners=runners, sinks=event_sinks, log_sinks=log_sinks,
+                         run_id=run_id, lock=lock)
+    except OrchestrError as exc:
+        return _not_started(project, store, workflow, slot, exc.format(), int(exc.exit_code), env, say)
+    except KeyboardInterrupt:
+        store.settle_slot(workflow, slot, outcome="failed", detail="the drainer was stopped before the run started")
+        return SlotResult(slot, "failed", ExitCode.CANCELLED, stop=True)
+    except Exception as exc:  # a bug: the slot still gets its outcome, and the log the traceback
+        import traceback
+
+        say(traceback.format_exc())
+        return _not_started(project, store, workflow, slot, f"internal error: {exc!r}", ExitCode.FAILED, env, say)
+    finally:
+        close_runners(runners)
+    outcome = result.outcome
+    say(f"--- {workflow}: slot {iso(slot)} {slot_outcome(outcome.status)} (exit {int(outcome.exit_code)})")
+    return SlotResult(slot, slot_outcome(outcome.status), int(outcome.exit_code), stop=outcome.status == "cancelled")
+
+
+def _not_started(project: Project, store: Store, workflow: str, slot: datetime, why: str, code: int,
+                 env: Mapping[str, str], say: Callable[[str], None]) -> SlotResult:
+    from orchestr.runner import PROVIDER_KEY_VARS
+
+    redact = Redactor([env[n] for n in PROVIDER_KEY_VARS if env.get(n)])
+    detail = f"the run could not start: {redact.text(why)}"
+    say(f"error: {detail}")
+    store.settle_slot(workflow, slot, outcome="failed",
+                      detail=f"{detail[:2000]} (log: {_shown(log_path(project, workflow), project.root)})")
+    return SlotResult(slot, "failed", code)
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
