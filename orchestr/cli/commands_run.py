@@ -72,6 +72,9 @@ def run(
     proj = project()
     try:
         plan = compile_workflow(proj.find_workflow(workflow), proj.tree, proj.config)
+        from orchestr.review.lockfile import guard_run
+
+        guard_run(proj, plan, warn=lambda line: typer.echo(line, err=True))
     except OrchestrError as exc:
         if slot:
             from orchestr.tick import settle_unstarted
