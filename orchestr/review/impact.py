@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from orchestr.context import ContextTree
+from orchestr.context import ContextTree, ResolvedContext, render_context
 from orchestr.review.effective import (
     EffectiveStep,
     canonical,
@@ -137,10 +137,11 @@ def _changed_nodes(old: ContextTree | None, new: ContextTree | None) -> set[str]
 
 
 def _node_digests(tree: ContextTree | None) -> Mapping[str, str]:
+    """Per node, what it gives the steps below it: its text (as rendered alone) and its permissions."""
     if tree is None:
         return {}
     digests: dict[str, str] = {}
     for node_id, node in tree.nodes.items():
-        files = [(tree.root / name).read_bytes().decode("utf-8", errors="replace") for name in node.spec.files]
-        digests[node_id] = sha256(canonical([node.spec.model_dump(mode="json"), files]))
+        text = render_context(ResolvedContext((node,)), tree.root)
+        digests[node_id] = sha256(canonical([text, node.spec.permissions.model_dump(mode="json")]))
     return digests

@@ -7,14 +7,19 @@ import re
 from orchestr.review.impact import Impact, StepChange
 
 
+def _counted(n: int, noun: str, verb: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''} {verb}"
+
+
 def _summary(impact: Impact) -> str:
-    counts = {c: sum(1 for s in impact.steps if s.change == c) for c in ("changed", "added", "removed")}
-    parts = [f"{n} step{'s' if n != 1 else ''} {c}" for c, n in counts.items()]
-    parts += [f"{len(impact.workflows_added)} workflow(s) added", f"{len(impact.workflows_removed)} removed"]
-    widened = impact.widened
-    if widened:
-        parts.append(f"permissions widen in {len(widened)} step{'s' if len(widened) != 1 else ''}")
-    return ", ".join(parts)
+    parts = [_counted(sum(1 for s in impact.steps if s.change == verb), "step", verb)
+             for verb in ("changed", "added", "removed")]
+    parts += [_counted(len(impact.workflows_added), "workflow", "added"),
+              _counted(len(impact.workflows_removed), "workflow", "removed")]
+    shown = [part for part in parts if not part.startswith("0 ")]
+    if impact.widened:
+        shown.append(f"permissions widen in {_counted(len(impact.widened), 'step', '').strip()}")
+    return ", ".join(shown) or "nothing effective changed"
 
 
 def _what(change: StepChange) -> str:
