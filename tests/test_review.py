@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from inline_snapshot import snapshot
 
-from tests.conftest import ProjectDir
+from tests.conftest import REPO, ProjectDir
+
+VENV_BIN = Path(sys.executable).parent
 
 CONFIG = """\
 defaults: { model: "anthropic:claude-sonnet-4-6" }
@@ -387,3 +393,61 @@ model anthropic:claude-sonnet-4-6 · tools read_file, write_file · context org/
 
 </details>
 """)
+
+
+def _example_repo(tmp_path: Path) -> ProjectDir:
+    from tests.demo_recording import copy_example
+
+    example = ProjectDir(copy_example(tmp_path / "acme"))
+    shutil.copyfile(REPO / "orchestr.lock", example.root / "orchestr.lock")
+    git(example.root, "init", "-q", "-b", "main")
+    git(example.root, "add", ".")
+    git(example.root, "commit", "-qm", "example")
+    return example
+
+
+def test_the_pre_commit_hooks_run_real_commands(tmp_path: Path) -> None:
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert [h["id"] for h in hooks] == ["orchestr-validate", "orchestr-lock-check"]
+    example = _example_repo(tmp_path)
+    for hook in hooks:
+        assert {"id", "name", "entry", "language"} <= hook.keys() and hook["language"] == "python"
+        assert hook["pass_filenames"] is False
+        program, *args = shlex.split(hook["entry"])
+        assert program == "orchestr"
+        done = example.cli(*args)
+        assert done.exit_code == 0, f"{hook['id']}: {done.output}"
+    edit(example, "contexts/acme.yaml", "no marketing language.", "no marketing language, ever.")
+    assert example.cli(*shlex.split(hooks[1]["entry"])[1:]).exit_code == 1
+
+
+def _github_job() -> str:
+    text = (REPO / "docs" / "review.md").read_text()
+    return text.split("## GitHub Actions", 1)[1].split("```yaml\n", 1)[1].split("\n```", 1)[0] + "\n"
+
+
+@pytest.mark.skipif(not (VENV_BIN / "check-jsonschema").exists(), reason="check-jsonschema is not installed")
+def test_the_github_actions_example_is_a_valid_workflow_whose_commands_work(tmp_path: Path) -> None:
+    job = tmp_path / "orchestr-review.yml"
+    job.write_text(_github_job())
+    checked = subprocess.run([str(VENV_BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                              str(job)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    example = _example_repo(tmp_path)
+    steps = yaml.safe_load(job.read_text())["jobs"]["impact"]["steps"]
+    commands = [s["run"] for s in steps if str(s.get("run", "")).startswith("orchestr ")]
+    assert len(commands) == 3
+    for command in commands:
+        argv = shlex.split(command.replace("origin/${{ github.base_ref }}", "main").split(">")[0])
+        done = example.cli(*argv[1:])
+        assert done.exit_code == 0, f"{command}: {done.output}"
+    # the triage agent is not given list_files: allowing it in the context widens nothing
+    edit(example, "contexts/acme/support/tier1.yaml", "tools: [read_file, write_file]",
+         "tools: [read_file, write_file, list_files]")
+    assert example.cli(*shlex.split(commands[-1].replace("origin/${{ github.base_ref }}", "main"))[1:]).exit_code == 0
+    edit(example, "contexts/acme/support/tier1.yaml", 'write: ["out/triage.json"]',
+         'write: ["out/triage.json", "out/support/**"]')
+    gate = shlex.split(commands[-1].replace("origin/${{ github.base_ref }}", "main"))
+    assert example.cli(*gate[1:]).exit_code == 1
+    report = example.cli("impact", "--base", "main", "--format", "markdown").stdout
+    assert "`support-triage/triage`" in report and "WIDENS write" in report
