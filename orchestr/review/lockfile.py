@@ -55,6 +55,7 @@ def entries(snapshot: Snapshot) -> dict[str, dict[str, object]]:
 def render(found: Mapping[str, Entry]) -> str:
     import yaml
 
+    # the pure-Python dumper on purpose: its bytes do not depend on whether libyaml is installed
     steps = yaml.safe_dump({"steps": dict(found)}, sort_keys=True, default_flow_style=None, width=1000,
                            allow_unicode=True)
     return f"{HEADER}version: {VERSION}\n{steps}"
@@ -71,7 +72,7 @@ def read(path: Path) -> dict[str, Entry] | None:
     if not path.is_file():
         return None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise LockUnreadable(f"{LOCK_FILE} is not valid YAML ({exc.__class__.__name__})") from None
     steps = data.get("steps") if isinstance(data, dict) else None

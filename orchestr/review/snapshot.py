@@ -7,6 +7,7 @@ compiling needs is written there: orchestr.yaml, contexts/, workflows/ and the f
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -107,7 +108,7 @@ def checkout(root: Path, ref: str) -> Iterator[Project]:
     """The project at `ref` (its folder inside the repository), in a temporary folder."""
     commit = _resolve(root, ref)
     entries = {e.path: e for e in _ls_tree(root, commit)}
-    folder = Path(tempfile.mkdtemp(prefix="orchestr-impact-"))
+    folder = Path(tempfile.mkdtemp(prefix="orchestr-impact-", dir=_scratch()))
     try:
         governed = [e for p, e in entries.items() if p == CONFIG_FILE or p.startswith(_GOVERNED)]
         _write(root, folder, governed)
@@ -116,6 +117,15 @@ def checkout(root: Path, ref: str) -> Iterator[Project]:
         yield Project(folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _scratch() -> str | None:
+    """Memory-backed /dev/shm when there is one (creating hundreds of small files on a journaled
+    disk costs more than compiling them), unless TMPDIR says where temporary files go."""
+    shm = "/dev/shm"
+    if "TMPDIR" not in os.environ and os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return None
 
 
 def _git(root: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
