@@ -451,3 +451,24 @@ def test_the_github_actions_example_is_a_valid_workflow_whose_commands_work(tmp_
     assert example.cli(*gate[1:]).exit_code == 1
     report = example.cli("impact", "--base", "main", "--format", "markdown").stdout
     assert "`support-triage/triage`" in report and "WIDENS write" in report
+
+
+def test_a_changed_check_is_listed_with_its_before_and_after(repo: ProjectDir) -> None:
+    edit(repo, "workflows/alpha.yaml", "{ file_exists: out/a/report.md }",
+         "{ file_contains: { path: out/a/report.md, pattern: Signed } }")
+    found = impact(repo)
+    assert changed(found) == {"alpha/draft": ["verify"]}
+    text = repo.cli("impact", "--base", "main").stdout
+    assert '- {"file_exists":"out/a/report.md"}' in text
+    assert '+ {"file_contains":{"path":"out/a/report.md","pattern":"Signed"}}' in text
+    assert repo.cli("impact", "--base", "main", "--fail-on", "permissions").exit_code == 0
+    repo.cli("lock")
+    git(repo.root, "stash", "-q")
+    assert "alpha/draft: verify changed" in repo.cli("lock", "--check").stderr
+
+
+def test_impact_output_is_the_same_on_every_run(repo: ProjectDir) -> None:
+    edit(repo, "contexts/org.yaml", "The whole company.", "The whole company, everywhere.")
+    runs = [repo.cli("impact", "--base", "main", "--format", fmt).stdout for fmt in ("json", "json", "markdown", "markdown")]
+    assert runs[0] == runs[1] and runs[2] == runs[3]
+    assert changed(json.loads(runs[0])) == {"alpha/draft": ["prompt"], "beta/summarise": ["prompt"]}
