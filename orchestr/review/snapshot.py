@@ -173,7 +173,11 @@ def _write(root: Path, folder: Path, entries: list[_Entry]) -> None:
     data, at = batch.stdout, 0
     for entry in entries:
         header_end = data.index(b"\n", at)
-        size = int(data[at:header_end].split()[2])
+        header = data[at:header_end].split()
+        if len(header) != 3:  # "<sha> missing": a shallow or partial clone lacks the object
+            raise UsageError(f"git has no object for {entry.path} ({entry.sha}): fetch the base's history "
+                             "(e.g. `git fetch --unshallow`, or actions/checkout with fetch-depth: 0)")
+        size = int(header[2])
         content = data[header_end + 1 : header_end + 1 + size]
         at = header_end + 2 + size
         target = folder / entry.path
