@@ -456,6 +456,8 @@ class ProjectConfig(Strict):
         default_factory=dict
     )
     secrets: tuple[EnvName, ...] = ()
+    # `required`: `run` refuses (exit 2) when orchestr.lock is missing or stale (see docs/review.md)
+    lock: Literal["optional", "required"] = "optional"
 
     @model_validator(mode="after")
     def _no_builtin_override(self) -> ProjectConfig:

@@ -9,6 +9,7 @@ import itertools
 import json
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,11 @@ def test_pipeline_report_runs_the_stats_script_and_drafts_followups_in_parallel(
     assert ("report", "run_command", "ok") in tools and ("followups", "write_file", "ok") in tools
     posted = json.loads((example.root / "out/notifications.jsonl").read_text())
     assert posted["channel"] == "#sales-pipeline" and "## Deals at risk" in posted["text"]
+
+
+def test_the_committed_lock_matches_the_example_project(example: ProjectDir) -> None:
+    shutil.copyfile(REPO / "orchestr.lock", example.root / "orchestr.lock")
+    checked = example.cli("lock", "--check")
+    assert checked.exit_code == 0, f"{checked.output}\norchestr.lock is stale: run `orchestr lock` at the repo root"
+    assert "4 agent steps" in checked.stdout
+    assert example.cli("run", "hello").stderr.count("orchestr.lock") == 0

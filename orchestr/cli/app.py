@@ -10,6 +10,8 @@ import typer
 from orchestr import __version__
 from orchestr.cli import (
     commands_context,
+    commands_impact,
+    commands_lock,
     commands_plan,
     commands_run,
     commands_runs,
@@ -56,6 +58,8 @@ commands_run.register(app)
 commands_runs.register(app)
 commands_schedule.register(app)
 commands_schema.register(app)
+commands_impact.register(app)
+commands_lock.register(app)
 
 
 def main() -> None:

@@ -54,6 +54,9 @@ def run(
     if drain:
         raise typer.Exit(_drain(proj, workflow, verbose=verbose))
     plan = compile_workflow(proj.find_workflow(workflow), proj.tree, proj.config)
+    from orchestr.review.lockfile import guard_run
+
+    guard_run(proj, plan, warn=lambda line: typer.echo(line, err=True))
     out = console()
     if dry_run:
         from orchestr.render import render_plan

@@ -69,6 +69,7 @@ def _deadline(project: Project, workflow: str) -> timedelta | None:
 def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str, *, slot: datetime, run_id: str,
                sinks: Sinks, env: Mapping[str, str], say: Callable[[str], None]) -> SlotResult:
     from orchestr.compiler import compile_workflow
+    from orchestr.review.lockfile import guard_run
     from orchestr.runner import (
         RunRequest,
         close_runners,
@@ -83,6 +84,7 @@ def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str
     try:
         fresh = Project(project.root)  # the files may have changed since the tick
         plan = compile_workflow(fresh.find_workflow(workflow), fresh.tree, fresh.config)
+        guard_run(fresh, plan, warn=say)  # a stale orchestr.lock: a warning, or a refusal with `lock: required`
         runners = runners_for(plan, env=env)
         request = RunRequest(trigger="schedule", slot=iso(slot), deadline=schedule_deadline(plan), env=env)
         event_sinks, log_sinks = sinks()
