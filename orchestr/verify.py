@@ -43,7 +43,9 @@ def run_check(check: Check, result: ActionResult, ctx: CheckContext) -> CheckRes
     try:
         return _run(check, result, ctx)
     except ExpressionError as exc:
-        return CheckResult(_kind(check), "", False, f"expression error: {exc}", permanent=True)
+        # Not permanent: a check's expression reads the attempt's own outputs, which the next
+        # attempt may produce.
+        return CheckResult(_kind(check), "", False, f"expression error: {exc}")
 
 
 def _kind(check: Check) -> str:
