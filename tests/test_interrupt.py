@@ -111,15 +111,16 @@ def _wait_for(condition: Any, seconds: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def _sigterm_run(project: ProjectDir, server: FakeLLMServer, started: Any) -> tuple[int, float, str]:
-    """Start `orchestr run slow` for real, SIGTERM it once `started()`, return (rc, seconds, output)."""
+def _sigterm_run(project: ProjectDir, server: FakeLLMServer, started: Any,
+                 signum: int = signal.SIGTERM) -> tuple[int, float, str]:
+    """Start `orchestr run slow` for real, signal it once `started()`, return (rc, seconds, output)."""
     proc = project.spawn("run", "slow", env=server.env())
     try:
         _wait_for(lambda: started() or proc.poll() is not None)
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.3)  # well inside the call
         began = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
         return proc.returncode, time.monotonic() - began, out + err
     finally:
@@ -147,18 +148,36 @@ def test_a_30s_model_reply_is_cut_by_a_2s_step_timeout(project: ProjectDir, serv
     _wait_for(lambda: len(server.aborted) == 1, 5)  # the request was aborted, not left waiting
 
 
-@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+@pytest.mark.parametrize(("provider", "signum"), [("anthropic", signal.SIGTERM), ("openai", signal.SIGTERM),
+                                                  ("anthropic", signal.SIGINT)])
 def test_sigterm_during_a_model_reply_exits_130_at_once_and_records_cancelled(
-        project: ProjectDir, server: FakeLLMServer, provider: str) -> None:
+        project: ProjectDir, server: FakeLLMServer, provider: str, signum: int) -> None:
     _project(project, provider, step="")
     _script(server, provider).enqueue(Reply.text("too late", delay=LONG))
-    rc, elapsed, output = _sigterm_run(project, server, lambda: len(server.requests) == 1)
+    rc, elapsed, output = _sigterm_run(project, server, lambda: len(server.requests) == 1, signum)
     assert rc == 130, output
-    assert elapsed < PROMPT_BOUND, f"exit took {elapsed:.1f}s after SIGTERM"
+    assert elapsed < PROMPT_BOUND, f"exit took {elapsed:.1f}s after {signal.Signals(signum).name}"
     detail = _detail(project)
     assert detail["status"] == "cancelled"
     assert detail["steps"][0]["status"] == "cancelled"
     assert [a["status"] for a in detail["steps"][0]["attempt_records"]] == ["cancelled"]
+    _wait_for(lambda: len(server.aborted) == 1, 5)
+
+
+def test_a_schedule_deadline_cuts_a_30s_model_reply(project: ProjectDir, server: FakeLLMServer) -> None:
+    _project(project, "anthropic", step="")
+    with (project.root / "workflows/slow.yaml").open("a") as handle:
+        handle.write('schedule: { cron: "0 * * * *", deadline: 3s }\n')
+    server.anthropic.enqueue(Reply.text("too late", delay=LONG))
+    began = time.monotonic()
+    result = project.run("run", "slow", "--slot", "2026-12-02T03:00:00Z", "--trigger", "schedule",
+                         env=server.env())
+    elapsed = time.monotonic() - began
+    assert result.exit_code == 1, result.output
+    assert elapsed < 3 + PROMPT_BOUND, f"the run took {elapsed:.1f}s"
+    detail = _detail(project)
+    assert detail["status"] == "timed-out"
+    assert detail["steps"][0]["status"] == "cancelled"  # not `succeeded` once the reply would come
     _wait_for(lambda: len(server.aborted) == 1, 5)
 
 
