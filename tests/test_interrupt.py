@@ -23,6 +23,8 @@ from orchestr.interruption import Interrupted, Stop
 from orchestr.providers import Endpoint, connect
 from orchestr.providers.base import ModelRequest, ProviderError, UserMessage
 from orchestr.providers.retrying import MAX_RETRY_AFTER_SECONDS, RetryingProvider
+from orchestr.tools import mcp as _mcp_client  # noqa: F401  (imported here: the SDK's import, a
+# second or more on a loaded machine, would otherwise eat into the first MCP test's step timeout)
 from tests.conftest import ProjectDir
 from tests.fakeapi import FakeLLMServer, Reply, Script, ToolCall
 

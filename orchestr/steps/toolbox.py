@@ -97,7 +97,9 @@ class Toolbox:
             return ToolResult("denied", f"denied: {decision.reason}")
         if "." not in name or name.partition(".")[0] not in self.config.mcp_servers:
             return ToolResult("error", f"unknown tool {name!r}")
-        return self._mcp().call(name, args, timeout=stop.bound(TOOL_TIMEOUT_SECONDS), stop=stop)
+        # The call's own limit stays whole: the step's deadline ends it through `stop`, as a timeout
+        # of the step rather than an error the model would read.
+        return self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS, stop=stop)
 
     def close(self) -> None:
         if self._hub is not None:
