@@ -17,14 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic  # noqa: F401  (see below)
+import openai  # noqa: F401
 import pytest
 
 from orchestr.interruption import Interrupted, Stop
 from orchestr.providers import Endpoint, connect
 from orchestr.providers.base import ModelRequest, ProviderError, UserMessage
 from orchestr.providers.retrying import MAX_RETRY_AFTER_SECONDS, RetryingProvider
-from orchestr.tools import mcp as _mcp_client  # noqa: F401  (imported here: the SDK's import, a
-# second or more on a loaded machine, would otherwise eat into the first MCP test's step timeout)
+from orchestr.tools import mcp as _mcp_client  # noqa: F401  (see below)
 from tests.conftest import ProjectDir
 from tests.fakeapi import FakeLLMServer, Reply, Script, ToolCall
 
@@ -32,6 +33,8 @@ MODELS = {"anthropic": "anthropic:claude-sonnet-4-6", "openai": "openai:gpt-4.1"
 SLEEPER = Path(__file__).with_name("mcp_sleeper.py")
 PROMPT_BOUND = 8.0  # seconds: "within 5 s", with room for a loaded 2-core machine
 LONG = 30.0
+# The SDKs and orchestr.tools.mcp are imported above, not by the first test's run that needs them:
+# their import (a second or more on a loaded machine) would otherwise eat into its step timeout.
 
 
 @pytest.fixture
