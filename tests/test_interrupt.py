@@ -397,3 +397,15 @@ def test_a_failing_check_that_can_pass_is_still_retried(project: ProjectDir) -> 
     result = project.cli("run", "flaky")
     assert result.exit_code == 0, result.output
     assert _step(project)["attempts"] == 2
+
+
+def test_an_expression_error_in_a_prompt_is_not_retried(project: ProjectDir, server: FakeLLMServer) -> None:
+    _project(project, "anthropic", step="retry: { attempts: 3, backoff: 1s }")
+    path = project.root / "workflows/slow.yaml"
+    text = path.read_text().replace("prompt: Wait for it.", 'prompt: "Wait ${{ 10 // inputs.n }} minutes."')
+    path.write_text(text.replace("agents:", "inputs:\n  n: { type: integer, default: 0 }\nagents:", 1))
+    result = project.cli("run", "slow", env=server.env())
+    assert result.exit_code == 1, result.output
+    step = _step(project)
+    assert step["attempts"] == 1 and step["reason"].startswith("prompt: `10 // inputs.n`")
+    assert server.requests == []
