@@ -267,6 +267,10 @@ class Engine:
     def _should_retry(self, step: PlannedStep, outcome: AttemptOutcome) -> bool:
         if self.cancel.is_set():
             return False
+        # A permanent error (a wrong model name, an expression that cannot be evaluated, a check
+        # whose own configuration is broken) fails the same way every time: one attempt.
+        if outcome.result.permanent or any(c.permanent and not c.passed for c in outcome.checks):
+            return False
         mapped = {"error": "error", "timeout": "timeout", "unverified": "unverified"}.get(outcome.kind)
         return mapped is not None and mapped in step.retry.on
 
@@ -293,7 +297,7 @@ class Engine:
         try:
             env = self._step_env(step, scope, number)
         except ExpressionError as exc:
-            result = ActionResult("error", error=f"env: {exc}")
+            result = ActionResult("error", error=f"env: {exc}", permanent=True)
         else:
             attempt = Attempt(
                 run_id=self.config.run_id, workflow=self.plan.workflow, step=step, number=number,

@@ -24,6 +24,8 @@ from orchestr.models import (
 from orchestr.processes import ProcessRegistry, run_process
 from orchestr.steps.base import ActionResult, CheckResult
 
+SCHEMA_INVALID = "the schema itself is invalid"
+
 
 @dataclass(frozen=True)
 class CheckContext:
@@ -41,6 +43,8 @@ def run_check(check: Check, result: ActionResult, ctx: CheckContext) -> CheckRes
     try:
         return _run(check, result, ctx)
     except ExpressionError as exc:
+        # Not permanent: a check's expression reads the attempt's own outputs, which the next
+        # attempt may produce.
         return CheckResult(_kind(check), "", False, f"expression error: {exc}")
 
 
@@ -84,7 +88,7 @@ def _file_contains(path: str, pattern: str, ctx: CheckContext) -> CheckResult:
     try:
         found = re.search(pattern, text, re.MULTILINE) is not None
     except re.error as exc:
-        return CheckResult("file_contains", target, False, f"invalid pattern: {exc}")
+        return CheckResult("file_contains", target, False, f"invalid pattern: {exc}", permanent=True)
     return CheckResult("file_contains", target, found, "pattern found" if found else f"pattern not found in {path}")
 
 
@@ -101,6 +105,9 @@ def _json_schema(path: str | None, schema: str | dict[str, Any], result: ActionR
     target = path or "structured output"
     try:
         schema_doc = _load_schema(schema, ctx.root)
+    except (OSError, ValueError) as exc:  # the check's own schema: no attempt can fix it
+        return CheckResult("json_schema", target, False, f"cannot load the schema: {exc}", permanent=True)
+    try:
         if path is None:
             instance = result.output if result.output is not None else result.outputs
         else:
@@ -108,7 +115,8 @@ def _json_schema(path: str | None, schema: str | dict[str, Any], result: ActionR
     except (OSError, ValueError) as exc:
         return CheckResult("json_schema", target, False, f"cannot load: {exc}")
     problem = schema_problem(instance, schema_doc)
-    return CheckResult("json_schema", target, problem is None, problem or "valid")
+    broken = problem is not None and problem.startswith(SCHEMA_INVALID)
+    return CheckResult("json_schema", target, problem is None, problem or "valid", permanent=broken)
 
 
 def schema_problem(instance: object, schema: dict[str, Any]) -> str | None:
@@ -120,7 +128,7 @@ def schema_problem(instance: object, schema: dict[str, Any]) -> str | None:
         validator = Draft202012Validator(schema)
         errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     except SchemaError as exc:
-        return f"the schema itself is invalid: {exc.message}"
+        return f"{SCHEMA_INVALID}: {exc.message}"
     if not errors:
         return None
     first = errors[0]

@@ -1,13 +1,16 @@
 """A local HTTP server that speaks the Anthropic Messages and OpenAI Chat Completions protocols.
 
 Agent steps are tested through the official SDKs against this server on 127.0.0.1: tool calls,
-structured output, errors (429 with retry-after, 529 overloaded, 5xx), slow replies and dropped
-connections. Replies are scripted per provider (FIFO), with an optional fallback responder.
+structured output, errors (429 with retry-after, 529 overloaded, 5xx, 404 for an unknown model),
+slow replies (`delay=`), malformed bodies and dropped connections. Replies are scripted per provider
+(FIFO), with an optional fallback responder. A client that gives up on a delayed reply is noticed:
+its request lands in `server.aborted` and the reply is not sent.
 
     with FakeLLMServer() as srv:
         srv.anthropic.enqueue(Reply.tool_calls(ToolCall("write_file", {...})), Reply.text("done"))
         ... ANTHROPIC_BASE_URL=srv.anthropic_base_url ...
         srv.anthropic.requests[0].body   # what the SDK sent
+        srv.aborted                      # requests whose client closed the connection while waiting
 
 `python -m tests.fakeapi --port 8765 --latency 0.5` serves "done" to everything (for benchmarks).
 """
@@ -18,6 +21,8 @@ import argparse
 import itertools
 import json
 import re
+import select
+import socket
 import threading
 import time
 from collections import deque
@@ -41,7 +46,7 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Reply:
-    kind: str  # text | tools | json | error | drop
+    kind: str  # text | tools | json | error | drop | malformed
     content: str = ""
     calls: tuple[ToolCall, ...] = ()
     value: Any = None
@@ -79,6 +84,16 @@ class Reply:
     @classmethod
     def drop(cls) -> Reply:
         return cls("drop")
+
+    @classmethod
+    def not_found(cls, model: str) -> Reply:
+        """What both APIs answer for a model name that does not exist."""
+        return cls.error(404, f"model: {model} not found")
+
+    @classmethod
+    def malformed(cls) -> Reply:
+        """A 200 with a JSON content type whose body is cut short."""
+        return cls("malformed")
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,7 @@ class FakeLLMServer:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests: list[ReceivedRequest] = []
+        self.aborted: list[ReceivedRequest] = []
         self.latency = 0.0
         self.anthropic = Script("anthropic", self)
         self.openai = Script("openai", self)
@@ -287,7 +303,11 @@ def _handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             body = json.loads(raw or b"{}")
             request = server.record(provider, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             reply = (server.anthropic if provider == "anthropic" else server.openai).next_reply(request)
-            time.sleep(reply.delay + server.latency)
+            if not self._wait_unless_closed(reply.delay + server.latency):
+                with server.lock:
+                    server.aborted.append(request)
+                self.close_connection = True
+                return
             if reply.kind == "drop":
                 self.close_connection = True
                 self.connection.close()
@@ -299,13 +319,31 @@ def _handler(server: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
                 self._send(400, _error_body(provider, Reply.error(400, "streaming is not supported by the fake server")))
             elif reply.kind == "error":
                 self._send(reply.status, _error_body(provider, reply), reply.headers)
+            elif reply.kind == "malformed":
+                self._send_raw(200, b'{"id": "msg_1", "type": "mess')
             elif provider == "anthropic":
                 self._send(200, _anthropic_message(server, body, raw, reply))
             else:
                 self._send(200, _openai_completion(server, body, raw, reply))
 
+        def _wait_unless_closed(self, seconds: float) -> bool:
+            """Sleep `seconds`; False as soon as the client closes the connection (gave up)."""
+            end = time.monotonic() + seconds
+            while (left := end - time.monotonic()) > 0:
+                readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+                if readable:
+                    try:
+                        if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                            return False
+                    except OSError:
+                        return False
+                    time.sleep(min(left, 0.05))  # a pipelined request: not ours to read
+            return True
+
         def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
+            self._send_raw(status, json.dumps(payload).encode(), headers)
+
+        def _send_raw(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import (
     RETRYABLE_STATUS,
     AssistantMessage,
@@ -15,10 +16,12 @@ from orchestr.providers.base import (
     ToolCall,
     UserMessage,
     from_wire,
+    malformed_reply,
     retry_after_seconds,
     tool_names,
     wire_name,
 )
+from orchestr.providers.inflight import EventLoopThread
 from orchestr.steps.base import Usage
 
 STRUCTURED_TOOL = "final_output"
@@ -29,22 +32,29 @@ class AnthropicProvider:
         self.name = name
         import anthropic
 
-        # One retry layer: ours (RetryingProvider), so the SDK's own retries are off.
+        # One retry layer: ours (RetryingProvider), so the SDK's own retries are off. The async
+        # client, so that a call in flight can be abandoned (see inflight.py).
         self._sdk = anthropic
-        self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        self._loop = EventLoopThread(f"orchestr-{name}")
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
 
     def close(self) -> None:
-        self._client.close()
+        self._loop.close(self._client.close)
 
-    def complete(self, request: ModelRequest) -> ModelResponse:
+    def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
         kwargs = build_kwargs(request)
         try:
-            message = self._client.messages.create(**kwargs)
+            message = self._loop.call(lambda: self._client.messages.create(**kwargs), stop)
         except self._sdk.APIStatusError as exc:
             raise _status_error(exc) from None
         except self._sdk.APIConnectionError as exc:
             raise ProviderError(f"anthropic: {type(exc).__name__}: {exc}", retryable=True) from None
-        return _response(message, tool_names(request))
+        except (self._sdk.APIResponseValidationError, ValueError) as exc:
+            raise malformed_reply(self.name, exc) from None
+        try:
+            return _response(message, tool_names(request))
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise malformed_reply(self.name, exc) from None
 
 
 def build_kwargs(request: ModelRequest) -> dict[str, Any]:

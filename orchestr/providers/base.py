@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestr.errors import OrchestrError
+from orchestr.interruption import NEVER, Stop
 from orchestr.steps.base import Usage
 
 
@@ -78,7 +79,9 @@ class ModelResponse:
 
 
 class ProviderError(OrchestrError):
-    """A provider call that failed: retryable (429, 5xx, 529, timeouts, drops) or not (400/401/404)."""
+    """A provider call that failed: retryable (429, 5xx, 529, timeouts, drops, malformed replies) or
+    not; `permanent` (400/401/403/404: a bad request, a bad key, a wrong model) is never worth
+    another attempt of the step either."""
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
                  retry_after: float | None = None) -> None:
@@ -87,14 +90,27 @@ class ProviderError(OrchestrError):
         self.retryable = retryable
         self.retry_after = retry_after
 
+    @property
+    def permanent(self) -> bool:
+        return self.status in PERMANENT_STATUS
+
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+PERMANENT_STATUS = frozenset({400, 401, 403, 404})
 
 
 class Provider(Protocol):
+    """`complete` gives up with orchestr.interruption.Interrupted when `stop` says so, aborting
+    the request in flight."""
+
     name: str
 
-    def complete(self, request: ModelRequest) -> ModelResponse: ...
+    def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse: ...
+
+
+def malformed_reply(provider: str, exc: Exception) -> ProviderError:
+    """A 200 whose body is not the JSON the SDK expects: transient (a proxy, a cut reply)."""
+    return ProviderError(f"{provider}: malformed reply from the API ({type(exc).__name__}: {exc})", retryable=True)
 
 
 def retry_after_seconds(headers: Any) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import (
     RETRYABLE_STATUS,
     AssistantMessage,
@@ -15,10 +16,12 @@ from orchestr.providers.base import (
     ToolCall,
     UserMessage,
     from_wire,
+    malformed_reply,
     retry_after_seconds,
     tool_names,
     wire_name,
 )
+from orchestr.providers.inflight import EventLoopThread
 from orchestr.steps.base import Usage
 
 
@@ -28,19 +31,27 @@ class OpenAIProvider:
 
         self.name = name
         self._sdk = openai
-        self._client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+        # The async client, so that a call in flight can be abandoned (see inflight.py).
+        self._loop = EventLoopThread(f"orchestr-{name}")
+        self._client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
 
     def close(self) -> None:
-        self._client.close()
+        self._loop.close(self._client.close)
 
-    def complete(self, request: ModelRequest) -> ModelResponse:
+    def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
+        kwargs = build_kwargs(request, legacy_max_tokens=self.name != "openai")
         try:
-            completion = self._client.chat.completions.create(**build_kwargs(request, legacy_max_tokens=self.name != "openai"))
+            completion = self._loop.call(lambda: self._client.chat.completions.create(**kwargs), stop)
         except self._sdk.APIStatusError as exc:
             raise _status_error(self.name, exc) from None
         except self._sdk.APIConnectionError as exc:
             raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}", retryable=True) from None
-        return _response(completion, request)
+        except (self._sdk.APIResponseValidationError, ValueError) as exc:
+            raise malformed_reply(self.name, exc) from None
+        try:
+            return _response(completion, request)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise malformed_reply(self.name, exc) from None
 
 
 def build_kwargs(request: ModelRequest, *, legacy_max_tokens: bool = False) -> dict[str, Any]:

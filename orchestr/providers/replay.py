@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestr.errors import UsageError
+from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import (
     AssistantMessage,
     ModelRequest,
@@ -53,8 +54,8 @@ class RecordingProvider:
         self.path = path
         self._lock = lock
 
-    def complete(self, request: ModelRequest) -> ModelResponse:
-        response = self.inner.complete(request)
+    def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
+        response = self.inner.complete(request, stop=stop)
         line = {"key": request_key(self.name, request), "provider": self.name, "model": request.model,
                 "last_message": _summary(request), "response": _response_json(response)}
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
@@ -107,5 +108,6 @@ class ReplayProvider:
         self.name = name
         self._book = book
 
-    def complete(self, request: ModelRequest) -> ModelResponse:
+    def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
+        stop.check()
         return self._book.answer(self.name, request)

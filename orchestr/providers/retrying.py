@@ -1,11 +1,14 @@
 """The one retry layer for model calls: exponential backoff with jitter, honouring retry-after.
 
-The SDKs' own retries are switched off (max_retries=0) so attempts never multiply.
+The SDKs' own retries are switched off (max_retries=0) so attempts never multiply. Only transient
+faults are retried (ProviderError.retryable: 429, 5xx, 529, dropped connections, malformed replies);
+400/401/403/404 fail at once. A provider's retry-after is capped at MAX_RETRY_AFTER_SECONDS, and a
+wait that would outlive the step's deadline is not taken: the call fails now with the provider's
+message. Every wait ends early on cancel.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from tenacity import (
@@ -16,7 +19,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import ModelRequest, ModelResponse, Provider, ProviderError
+
+MAX_RETRY_AFTER_SECONDS = 60.0
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -25,34 +31,34 @@ def _retryable(exc: BaseException) -> bool:
 
 class RetryingProvider:
     def __init__(self, inner: Provider, *, attempts: int = 6, initial: float = 1.0, maximum: float = 30.0,
-                 cancel: threading.Event | None = None,
                  on_retry: Callable[[ProviderError, int, float], None] | None = None) -> None:
         self.inner = inner
         self.name = inner.name
         self.attempts = attempts
         self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
-        self._cancel = cancel or threading.Event()
         self._on_retry = on_retry
 
-    def _wait(self, state: RetryCallState) -> float:
+    def _wait(self, state: RetryCallState, stop: Stop) -> float:
         exc = state.outcome.exception() if state.outcome else None
         hinted = exc.retry_after if isinstance(exc, ProviderError) else None
-        return hinted if hinted is not None else float(self._backoff(state))
-
-    def _sleep(self, seconds: float) -> None:
-        if self._cancel.wait(seconds):
-            raise KeyboardInterrupt
+        seconds = min(hinted, MAX_RETRY_AFTER_SECONDS) if hinted is not None else float(self._backoff(state))
+        left = stop.remaining()
+        if left is not None and seconds >= left and isinstance(exc, ProviderError):
+            raise ProviderError(f"{exc} (not retried: waiting {seconds:g}s would pass the step's timeout of "
+                                f"{stop.timeout:g}s)", status=exc.status) from None
+        return seconds
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if self._on_retry is not None and isinstance(exc, ProviderError):
             self._on_retry(exc, state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
 
-    def complete(self, request: ModelRequest) -> ModelResponse:
-        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=self._wait, sleep=self._sleep,
-                            retry=retry_if_exception(_retryable), before_sleep=self._before_sleep, reraise=True)
+    def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
+        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=lambda state: self._wait(state, stop),
+                            sleep=stop.sleep, retry=retry_if_exception(_retryable), before_sleep=self._before_sleep,
+                            reraise=True)
         try:
-            response: ModelResponse = retrying(self.inner.complete, request)
+            response: ModelResponse = retrying(lambda: self.inner.complete(request, stop=stop))
         except ProviderError as exc:
             if exc.retryable:
                 raise ProviderError(f"{exc} (gave up after {self.attempts} attempts)", status=exc.status) from None

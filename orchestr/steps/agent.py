@@ -17,6 +17,7 @@ from pathlib import Path
 from orchestr.context import render_context
 from orchestr.errors import UsageError
 from orchestr.expressions import ExpressionError, render_text
+from orchestr.interruption import Interrupted, Stop
 from orchestr.models import AgentStep, Budget
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.plan import Plan, PlannedStep, StepId
@@ -35,6 +36,7 @@ from orchestr.steps.base import ActionResult, Attempt, CheckResult, ToolCallReco
 from orchestr.steps.grants import apply_grants, granted_tools
 from orchestr.steps.providers import ProviderPool
 from orchestr.steps.toolbox import Toolbox, ToolServerError, check_server_env
+from orchestr.tools.builtin import ToolResult as ToolOutcome
 from orchestr.verify import schema_problem
 
 MAX_OUTPUT_RETRIES = 2
@@ -84,44 +86,47 @@ class AgentRunner:
     def run(self, attempt: Attempt) -> ActionResult:
         step = attempt.step
         assert isinstance(step.spec, AgentStep) and step.agent is not None
+        # Every wait of the attempt (model replies, tools, retry-after) ends at its deadline or on cancel.
+        stop = Stop.after(attempt.cancel, attempt.timeout)
         try:
             first = self._first_message(attempt)
-        except (ExpressionError, OSError, PathDenied) as exc:
-            return ActionResult("error", error=f"prompt: {exc}")
+        except (ExpressionError, OSError, PathDenied) as exc:  # the same on every attempt
+            return ActionResult("error", error=f"prompt: {exc}", permanent=True)
         provider = self.pool.get(step.agent.model, attempt)
         convo = Conversation([UserMessage(first)])
         try:
-            return self._loop(attempt, provider, convo)
-        except (ProviderError, ToolServerError) as exc:
+            return self._loop(attempt, provider, convo, stop)
+        except Interrupted as exc:
+            return self._result(exc.kind, convo, error=str(exc))
+        except ProviderError as exc:
+            return ActionResult("error", error=str(exc), usage=convo.usage, tool_calls=convo.calls,
+                                permanent=exc.permanent)
+        except ToolServerError as exc:
             return ActionResult("error", error=str(exc), usage=convo.usage, tool_calls=convo.calls)
         except KeyboardInterrupt:
             return ActionResult("cancelled", error="cancelled", usage=convo.usage, tool_calls=convo.calls)
 
     # --- the loop -----------------------------------------------------------------------------
 
-    def _loop(self, attempt: Attempt, provider: Provider, convo: Conversation) -> ActionResult:
+    def _loop(self, attempt: Attempt, provider: Provider, convo: Conversation, stop: Stop) -> ActionResult:
         step = attempt.step
         assert step.agent is not None and isinstance(step.spec, AgentStep)
         permissions = self.permissions[step.id]
-        tools = self.toolbox.definitions((*step.agent.tools, *self.extra_tools), permissions)
+        tools = self.toolbox.definitions((*step.agent.tools, *self.extra_tools), permissions, stop=stop)
         base = ModelRequest(
             model=step.agent.model.partition(":")[2], context=_context_text(step, attempt.root),
             instructions=step.agent.spec.instructions.strip(), messages=(), tools=tools,
             output_schema=step.spec.output.schema_ if step.spec.output else None,
         )
-        deadline = time.monotonic() + attempt.timeout if attempt.timeout else None
         for turn in range(1, step.agent.max_turns + 1):
-            if attempt.cancel.is_set():
-                return self._result("cancelled", convo, error="cancelled")
-            if deadline is not None and time.monotonic() > deadline:
-                return self._result("timeout", convo, error=f"timed out after {attempt.timeout:g}s")
+            stop.check()
             over = self._over_budget(step, convo)
             if over:
                 return self._result("error", convo, error=over)
-            response = self._call(attempt, provider, base, convo, turn)
+            response = self._call(attempt, provider, base, convo, turn, stop)
             if response.tool_calls:
                 convo.messages.append(AssistantMessage(response.text, response.tool_calls))
-                convo.messages.append(self._run_tools(attempt, permissions, response, convo))
+                convo.messages.append(self._run_tools(attempt, permissions, response, convo, stop))
                 continue
             done = self._answer(attempt, convo, response)
             if done is not None:
@@ -129,12 +134,12 @@ class AgentRunner:
         return self._result("error", convo, error=f"max_turns ({step.agent.max_turns}) reached without a verified answer")
 
     def _call(self, attempt: Attempt, provider: Provider, base: ModelRequest, convo: Conversation,
-              turn: int) -> ModelResponse:
+              turn: int, stop: Stop) -> ModelResponse:
         request = ModelRequest(**{**base.__dict__, "messages": tuple(convo.messages)})
         began = time.monotonic()
         try:
-            response = provider.complete(request)
-        except ProviderError as exc:
+            response = provider.complete(request, stop=stop)
+        except (ProviderError, Interrupted) as exc:
             self._emit_model(attempt, provider, request, Usage(), began, turn, error=str(exc))
             raise
         convo.usage = convo.usage + response.usage
@@ -162,17 +167,24 @@ class AgentRunner:
         return None
 
     def _run_tools(self, attempt: Attempt, permissions: EffectivePermissions, response: ModelResponse,
-                   convo: Conversation) -> ToolResultsMessage:
+                   convo: Conversation, stop: Stop) -> ToolResultsMessage:
         results = []
         for call in response.tool_calls:
             began = time.monotonic()
-            outcome = self.toolbox.call(call.name, call.args, permissions, attempt)
+            interrupted: Interrupted | None = None
+            try:
+                outcome = self.toolbox.call(call.name, call.args, permissions, attempt, stop=stop)
+            except Interrupted as exc:  # traced like any call, then it ends the attempt
+                outcome, interrupted = ToolOutcome("error", str(exc)), exc
             duration = (time.monotonic() - began) * 1000
             record = ToolCallRecord(call.name, call.args, outcome.outcome, duration, len(outcome.content))
             attempt.bus.emit("tool.call", step=attempt.step.id, attempt=attempt.number, tool=call.name,
                              args=call.args, outcome=outcome.outcome, duration_ms=round(duration, 1),
                              result_chars=len(outcome.content))
             convo.calls.append(record)
+            if interrupted is not None:
+                raise interrupted
+            stop.check()  # a tool cut short by the deadline (its own bound) ends the attempt too
             results.append(ToolResult(call.id, call.name, outcome.content, is_error=outcome.outcome != "ok"))
         return ToolResultsMessage(tuple(results))
 
@@ -195,7 +207,8 @@ class AgentRunner:
         checks = attempt.verify(result)
         result.verification = checks
         failed = [c for c in checks if not c.passed]
-        if failed and convo.feedback_rounds < MAX_VERIFY_FEEDBACK:
+        broken = any(c.permanent for c in failed)  # a check that cannot pass: no turn can fix it
+        if failed and not broken and convo.feedback_rounds < MAX_VERIFY_FEEDBACK:
             convo.feedback_rounds += 1
             convo.messages += [AssistantMessage(response.text), UserMessage(_feedback(failed))]
             return None

@@ -51,6 +51,9 @@ class CheckResult:
     target: str  # what it looked at, for humans
     passed: bool
     detail: str
+    # The check itself is broken (its schema file is missing, its pattern or expression is invalid):
+    # it can never pass, so another attempt is pointless.
+    permanent: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {"check": self.check, "target": self.target, "passed": self.passed, "detail": self.detail}
@@ -68,6 +71,9 @@ class ActionResult:
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     verification: list[CheckResult] | None = None  # set by runners that verify themselves
+    # Another attempt cannot help (a provider's 400/401/403/404, an expression that cannot be
+    # evaluated, a missing prompt file): the engine does not retry it, whatever `retry.on` says.
+    permanent: bool = False
 
 
 Verifier = Callable[[ActionResult], list[CheckResult]]

@@ -64,5 +64,4 @@ class ProviderPool:
                              model=split_model(model_ref)[1], error=str(exc), retry_in=round(wait, 3),
                              tokens_in=0, tokens_out=0, tokens_cached=0, duration_ms=0)
 
-        return RetryingProvider(self._inner(name), cancel=attempt.cancel, on_retry=on_retry,
-                                initial=self.retry_initial)
+        return RetryingProvider(self._inner(name), on_retry=on_retry, initial=self.retry_initial)

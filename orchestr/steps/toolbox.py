@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestr.errors import ConfigurationError
+from orchestr.interruption import NEVER, Stop
 from orchestr.models import ProjectConfig
 from orchestr.permissions import EffectivePermissions
 from orchestr.providers.base import ToolDef
@@ -26,11 +27,13 @@ class ToolServerError(Exception):
 
 class ToolServers(Protocol):
     """MCP servers' tools (orchestr.tools.mcp.McpHub). `tools` raises ToolServerError; `call` never
-    raises for a server's failure: it returns an error result the model can read."""
+    raises for a server's failure: it returns an error result the model can read. Both raise
+    orchestr.interruption.Interrupted when `stop` says so, abandoning the call in flight."""
 
-    def tools(self, server: str) -> list[ToolSpec]: ...
+    def tools(self, server: str, *, stop: Stop = NEVER) -> list[ToolSpec]: ...
 
-    def call(self, qualified_name: str, args: Mapping[str, object], *, timeout: float) -> ToolResult: ...
+    def call(self, qualified_name: str, args: Mapping[str, object], *, timeout: float,
+             stop: Stop = NEVER) -> ToolResult: ...
 
     def close(self) -> None: ...
 
@@ -66,7 +69,8 @@ class Toolbox:
                 self._hub = McpHub(self.config.mcp_servers, self.root, env=self.env)
             return self._hub
 
-    def definitions(self, names: Sequence[str], permissions: EffectivePermissions) -> tuple[ToolDef, ...]:
+    def definitions(self, names: Sequence[str], permissions: EffectivePermissions, *,
+                    stop: Stop = NEVER) -> tuple[ToolDef, ...]:
         """What the model is offered: the tools it was given that its permissions allow."""
         defs: list[ToolDef] = []
         for name in dict.fromkeys(names):
@@ -75,23 +79,27 @@ class Toolbox:
                 if permissions.check_tool(name).allowed:
                     defs.append(ToolDef(spec.name, spec.description, dict(spec.input_schema)))
             elif "." in name:
-                for spec in self._mcp().tools(name.partition(".")[0]):
+                for spec in self._mcp().tools(name.partition(".")[0], stop=stop):
                     if _matches(name, spec.name) and permissions.check_tool(spec.name).allowed:
                         defs.append(ToolDef(spec.name, spec.description, dict(spec.input_schema)))
         return tuple(defs)
 
     def call(self, name: str, args: Mapping[str, object], permissions: EffectivePermissions,
-             attempt: Attempt) -> ToolResult:
+             attempt: Attempt, *, stop: Stop = NEVER) -> ToolResult:
+        """The tool's result; Interrupted when the step's deadline or cancel cuts it."""
         if name in BUILTIN_TOOLS:
             env = {k: v for k, v in os.environ.items() if k in SAFE_ENV_KEYS}
-            ctx = ToolContext(root=self.root, permissions=permissions, timeout=TOOL_TIMEOUT_SECONDS, env=env)
+            ctx = ToolContext(root=self.root, permissions=permissions, timeout=TOOL_TIMEOUT_SECONDS, env=env,
+                              stop=stop, processes=attempt.processes)
             return call_builtin(name, args, ctx)
         decision = permissions.check_tool(name)
         if not decision.allowed:
             return ToolResult("denied", f"denied: {decision.reason}")
         if "." not in name or name.partition(".")[0] not in self.config.mcp_servers:
             return ToolResult("error", f"unknown tool {name!r}")
-        return self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS)
+        # The call's own limit stays whole: the step's deadline ends it through `stop`, as a timeout
+        # of the step rather than an error the model would read.
+        return self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS, stop=stop)
 
     def close(self) -> None:
         if self._hub is not None:

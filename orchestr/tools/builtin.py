@@ -6,18 +6,24 @@ mistake (bad arguments, a denied path) becomes a result the model can read, neve
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
+import socket
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestr.interruption import NEVER, Interrupted, Stop, wait_future
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
-from orchestr.processes import run_process
+from orchestr.processes import ProcessRegistry, run_process
 
 Outcome = Literal["ok", "denied", "error"]
 MAX_LIST_ENTRIES = 500
@@ -43,6 +49,8 @@ class ToolContext:
     timeout: float = 30.0
     max_output: int = 64_000
     env: Mapping[str, str] = field(default_factory=dict)
+    stop: Stop = NEVER  # the step's deadline and cancel: a command or request in flight gives up on either
+    processes: ProcessRegistry | None = None  # the run's process groups, stopped on cancel
 
 
 def _schema(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
@@ -138,9 +146,11 @@ def _run_command(args: Mapping[str, object], ctx: ToolContext) -> str:
     if not decision.allowed:
         raise _Refused("denied", f"denied: {decision.reason}")
     try:
-        done = run_process(argv, cwd=ctx.root, env=ctx.env, timeout=ctx.timeout)
+        done = run_process(argv, cwd=ctx.root, env=ctx.env, timeout=ctx.stop.bound(ctx.timeout),
+                           registry=ctx.processes)
     except OSError as exc:
         raise _Refused("error", f"cannot run {argv[0]!r}: {exc.strerror}") from None
+    ctx.stop.check()  # cut by the step's deadline or by cancel: the step's outcome, not the tool's
     if done.timed_out:
         raise _Refused("error", f"timed out after {ctx.timeout:g}s; the command was stopped")
     text = f"exit code: {done.exit_code}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
@@ -165,16 +175,73 @@ def _http_request(args: Mapping[str, object], ctx: ToolContext) -> str:
     body = _arg(args, "body", str, required=False)
     request = urllib.request.Request(url, method=method, headers={str(k): str(v) for k, v in headers.items()},
                                      data=body.encode() if body is not None else None)
-    opener = urllib.request.build_opener(_NoRedirect)
+    status, text = _fetch(request, ctx)
+    return f"status: {status}\n" + _truncate(text, ctx.max_output)
+
+
+class _Sockets:
+    """The connections one request opened, so that a waiting thread can abort them."""
+
+    def __init__(self) -> None:
+        self._connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def track(self, connection: http.client.HTTPConnection) -> http.client.HTTPConnection:
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    def abort(self) -> None:
+        """Shut the sockets down: unlike close(), this wakes a thread blocked reading them."""
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            if connection.sock is not None:
+                with contextlib.suppress(OSError):  # already closed by the other side
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _opener(sockets: _Sockets) -> urllib.request.OpenerDirector:
+    class Http(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(lambda host, **kw: sockets.track(http.client.HTTPConnection(host, **kw)), req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(lambda host, **kw: sockets.track(http.client.HTTPSConnection(host, **kw)), req)
+
+    return urllib.request.build_opener(_NoRedirect, Http, Https)
+
+
+def _fetch(request: urllib.request.Request, ctx: ToolContext) -> tuple[int, str]:
+    """The request runs in a daemon thread; this one waits, and aborts it on the step's stop."""
+    sockets = _Sockets()
+    done: Future[tuple[int, str]] = Future()
+
+    def fetch() -> None:
+        try:
+            done.set_result(_read(_opener(sockets), request, ctx))
+        except BaseException as exc:  # handed to the waiting thread, which re-raises it
+            done.set_exception(exc)
+
+    threading.Thread(target=fetch, name="orchestr-http", daemon=True).start()
     try:
-        with opener.open(request, timeout=ctx.timeout) as response:
-            status, text = response.status, response.read(ctx.max_output + 1).decode("utf-8", errors="replace")
+        return wait_future(done, ctx.stop)
+    except Interrupted:
+        sockets.abort()
+        raise
+
+
+def _read(opener: urllib.request.OpenerDirector, request: urllib.request.Request, ctx: ToolContext) -> tuple[int, str]:
+    try:
+        with opener.open(request, timeout=ctx.stop.bound(ctx.timeout)) as response:
+            return response.status, response.read(ctx.max_output + 1).decode("utf-8", errors="replace")
     except urllib.error.HTTPError as exc:
-        status, text = exc.code, exc.read(ctx.max_output + 1).decode("utf-8", errors="replace")
+        text = exc.read(ctx.max_output + 1).decode("utf-8", errors="replace")
         exc.close()
+        return exc.code, text
     except (urllib.error.URLError, OSError) as exc:
         raise _Refused("error", f"request failed: {getattr(exc, 'reason', exc)}") from None
-    return f"status: {status}\n" + _truncate(text, ctx.max_output)
 
 
 _ACTIONS: Mapping[str, Callable[[Mapping[str, object], ToolContext], str]] = {

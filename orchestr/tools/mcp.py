@@ -20,7 +20,6 @@ import tempfile
 import threading
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -31,6 +30,7 @@ from mcp import types as mcp_types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
+from orchestr.interruption import NEVER, Interrupted, Stop, WaitExpired, wait_future
 from orchestr.models import McpServerSpec
 from orchestr.steps.toolbox import ToolServerError
 from orchestr.tools.builtin import ToolResult, ToolSpec
@@ -81,28 +81,36 @@ class McpHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    def tools(self, server: str) -> list[ToolSpec]:
-        """The server's tools as `server.tool`, listed once. Raises McpError if it cannot start."""
+    def tools(self, server: str, *, stop: Stop = NEVER) -> list[ToolSpec]:
+        """The server's tools as `server.tool`, listed once. Raises McpError if it cannot start,
+        Interrupted if the step's deadline or cancel comes first (the server goes on starting)."""
         entry = self._server(server)
         try:
-            return list(entry.ready.result(entry.startup_timeout + SHUTDOWN_GRACE_SECONDS))
-        except FutureTimeout:
+            listed = wait_future(entry.ready, stop, limit=entry.startup_timeout + SHUTDOWN_GRACE_SECONDS)
+            return list(listed)
+        except WaitExpired:
             raise McpError(f"{entry.label} failed to start: no answer within "
                            f"{entry.startup_timeout:g}s") from None
 
-    def call(self, qualified_name: str, args: Mapping[str, object], *, timeout: float) -> ToolResult:
+    def call(self, qualified_name: str, args: Mapping[str, object], *, timeout: float,
+             stop: Stop = NEVER) -> ToolResult:
+        """The tool's result. On Interrupted the call's task is cancelled: the SDK stops waiting for
+        the answer and the session stays usable; `close()` stops the server, busy or not."""
         server, _, tool = qualified_name.partition(".")
         try:
-            self.tools(server)
+            self.tools(server, stop=stop)
         except McpError as exc:
             return ToolResult("error", str(exc))
         entry = self._server(server)
         future = self._submit(_call_tool(entry, tool, dict(args), timeout))
         try:
-            return future.result(timeout + SHUTDOWN_GRACE_SECONDS)
-        except FutureTimeout:
+            return wait_future(future, stop, limit=timeout + SHUTDOWN_GRACE_SECONDS)
+        except WaitExpired:
             future.cancel()
             return ToolResult("error", f"timed out after {timeout:g}s")
+        except Interrupted:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         """Stop every started server and the loop thread; a no-op when nothing was started."""
