@@ -26,7 +26,14 @@ from tenacity import (
 
 from orchestr.errors import ExitCode
 from orchestr.events import EventBus, iso, utc_now
-from orchestr.expressions import ExpressionError, condition_source, evaluate, render_text, truthy
+from orchestr.expressions import (
+    ExpressionError,
+    condition_source,
+    evaluate,
+    render_text,
+    status_calls,
+    truthy,
+)
 from orchestr.plan import Plan, PlannedStep, StepId
 from orchestr.processes import ProcessRegistry
 from orchestr.steps.base import ActionResult, Attempt, CheckResult, StepRunner, Usage
@@ -64,6 +71,15 @@ class StepState:
 
     def scope(self) -> dict[str, object]:
         return {"outputs": self.outputs, "output": self.output, "status": self.status}
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The first step upstream of one (directly or transitively) that failed or was unverified, and
+    the first that was cancelled: what `failure()` and `cancelled()` read."""
+
+    failed: StepId | None = None
+    cancelled: StepId | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +122,7 @@ class Engine:
         self.inputs: dict[str, object] = {}
         self._workflow_env: dict[str, str] = {}
         self._futures: dict[Future[None], StepId] = {}
+        self._upstream: dict[StepId, Upstream] = {}
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -169,24 +186,24 @@ class Engine:
                 self._stop()
 
     def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+        # A cancelled run starts nothing more, whatever a step's condition: it must stop within 5 s.
+        if self.cancel.is_set():
+            return
         for step_id, step in self.plan.steps.items():
             if len(self._futures) >= self.config.max_parallel:
                 return
             state = self.states[step_id]
             if state.status != "pending" or any(self.states[n].status not in TERMINAL for n in step.needs):
                 continue
-            blocked = self._blocked_by(step)
-            if blocked is not None:
-                self._finish_without_running(step_id, "skipped", blocked)
-                continue
-            condition = self._condition(step)
-            if condition is not None:
-                self._finish_without_running(step_id, *condition)
+            verdict = self._condition(step)
+            if verdict is not None:
+                self._finish_without_running(step_id, *verdict)
                 continue
             state.status = "running"
             self._futures[pool.submit(self._execute, step)] = step_id
 
     def _blocked_by(self, step: PlannedStep) -> str | None:
+        """Why `success()` is false for a step whose needs have all finished, or None if it is true."""
         for need in step.needs:
             need_state = self.states[need]
             if need_state.status == "succeeded":
@@ -196,16 +213,72 @@ class Engine:
             if need_state.status == "skipped" and need_state.reason == "condition was false":
                 return f"needs '{need}', which was skipped by its condition"
             return f"needs '{need}', which {_past(need_state.status)}"
+        upstream = self._upstream_of(step.id)
+        for found in (upstream.failed, upstream.cancelled):
+            if found is not None:
+                return f"upstream step '{found}' {_past(self.states[found].status)}"
         return None
 
     def _condition(self, step: PlannedStep) -> tuple[StepStatus, str] | None:
-        if step.spec.if_ is None:
-            return None
+        """None when the step should run, else the status and reason it finishes with unrun.
+
+        A condition that calls no status function means `success() and (condition)`.
+        """
+        source = condition_source(step.spec.if_) if step.spec.if_ is not None else None
+        calls = status_calls(source) if source is not None else frozenset()
+        if not calls:
+            blocked = self._blocked_by(step)
+            if blocked is not None:
+                return "skipped", blocked
+            if source is None:
+                return None
+        assert source is not None
         try:
-            value = evaluate(condition_source(step.spec.if_), self._scope(step))
+            value = evaluate(source, {**self._scope(step), **self._status_functions(step)})
         except ExpressionError as exc:
             return "failed", f"if: {exc}"
         return None if truthy(value) else ("skipped", "condition was false")
+
+    def _status_functions(self, step: PlannedStep) -> dict[str, object]:
+        upstream = self._upstream_of(step.id)
+        cancelled = self.cancel.is_set() or upstream.cancelled is not None
+        return {
+            "success": lambda: self._blocked_by(step) is None and not cancelled,
+            "failure": lambda: upstream.failed is not None,
+            "cancelled": lambda: cancelled,
+            "always": lambda: True,
+        }
+
+    def _upstream_of(self, step_id: StepId) -> Upstream:
+        """The first failed and cancelled step among everything upstream, each summary built once.
+
+        A step's summary depends only on its needs' statuses and summaries, which are final once its
+        needs have finished: memoised, the whole run costs O(steps + needs), not a walk per step.
+        """
+        stack = [step_id]
+        while stack:
+            top = stack[-1]
+            if top in self._upstream:
+                stack.pop()
+                continue
+            missing = [n for n in self.plan.steps[top].needs if n not in self._upstream]
+            if missing:
+                stack.extend(missing)
+                continue
+            stack.pop()
+            self._upstream[top] = self._summarise(top)
+        return self._upstream[step_id]
+
+    def _summarise(self, step_id: StepId) -> Upstream:
+        failed: StepId | None = None
+        cancelled: StepId | None = None
+        for need in self.plan.steps[step_id].needs:
+            state, above = self.states[need], self._upstream[need]
+            own_failure = state.status == "unverified" or (
+                state.status == "failed" and not self.plan.steps[need].spec.continue_on_error)
+            failed = failed or (need if own_failure else above.failed)
+            cancelled = cancelled or (need if state.status == "cancelled" else above.cancelled)
+        return Upstream(failed, cancelled)
 
     def _finish_without_running(self, step_id: StepId, status: StepStatus, reason: str) -> None:
         state = self.states[step_id]
