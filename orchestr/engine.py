@@ -5,6 +5,7 @@ The engine knows step runners, the store and event sinks only through their prot
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
 import threading
@@ -123,6 +124,12 @@ class Engine:
         self._workflow_env: dict[str, str] = {}
         self._futures: dict[Future[None], StepId] = {}
         self._upstream: dict[StepId, Upstream] = {}
+        # the ready queue (see _start_ready): built on the first call, once resumed states are in
+        self._unfinished: dict[StepId, int] | None = None
+        self._dependents: dict[StepId, list[StepId]] = {}
+        self._position: dict[StepId, int] = {}
+        self._ready: list[tuple[int, StepId]] = []
+        self._started: set[StepId] = set()
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -186,21 +193,50 @@ class Engine:
                 self._stop()
 
     def _start_ready(self, pool: ThreadPoolExecutor) -> None:
+        """Start (or finish unrun) every step whose needs have finished, in plan order, up to max_parallel.
+
+        Each step's count of unfinished needs is kept, so a completion touches only its dependents:
+        a whole run costs O(steps + needs), not a scan of the plan per completion.
+        """
         # A cancelled run starts nothing more, whatever a step's condition: it must stop within 5 s.
         if self.cancel.is_set():
             return
-        for step_id, step in self.plan.steps.items():
-            if len(self._futures) >= self.config.max_parallel:
-                return
-            state = self.states[step_id]
-            if state.status != "pending" or any(self.states[n].status not in TERMINAL for n in step.needs):
-                continue
+        if self._unfinished is None:
+            self._unfinished = self._count_unfinished_needs()
+        for step_id in [s for s in self._started if self.states[s].status in TERMINAL]:
+            self._started.discard(step_id)
+            self._release(step_id)
+        while self._ready and len(self._futures) < self.config.max_parallel:
+            _, step_id = heapq.heappop(self._ready)
+            step, state = self.plan.steps[step_id], self.states[step_id]
             verdict = self._condition(step)
             if verdict is not None:
                 self._finish_without_running(step_id, *verdict)
+                self._release(step_id)
                 continue
             state.status = "running"
+            self._started.add(step_id)
             self._futures[pool.submit(self._execute, step)] = step_id
+
+    def _count_unfinished_needs(self) -> dict[StepId, int]:
+        counts: dict[StepId, int] = {}
+        for index, (step_id, step) in enumerate(self.plan.steps.items()):
+            self._position[step_id] = index
+            counts[step_id] = sum(1 for n in step.needs if self.states[n].status not in TERMINAL)
+            for need in step.needs:
+                self._dependents.setdefault(need, []).append(step_id)
+        for step_id, count in counts.items():
+            if count == 0 and self.states[step_id].status == "pending":
+                heapq.heappush(self._ready, (self._position[step_id], step_id))
+        return counts
+
+    def _release(self, finished: StepId) -> None:
+        """`finished` reached a terminal status: its dependents have one unfinished need less."""
+        assert self._unfinished is not None
+        for dependent in self._dependents.get(finished, ()):
+            self._unfinished[dependent] -= 1
+            if self._unfinished[dependent] == 0 and self.states[dependent].status == "pending":
+                heapq.heappush(self._ready, (self._position[dependent], dependent))
 
     def _blocked_by(self, step: PlannedStep) -> str | None:
         """Why `success()` is false for a step whose needs have all finished, or None if it is true."""

@@ -238,6 +238,35 @@ def test_a_long_chain_is_walked_without_recursion(project: ProjectDir) -> None:
     assert _finished(project)["s1499"]["status"] == "skipped"
 
 
+def test_ready_steps_start_in_plan_order_one_at_a_time(project: ProjectDir) -> None:
+    """With --max-parallel 1 the ready queue hands out steps in plan order (layer by layer, file order within)."""
+    project.write("workflows/w.yaml", """
+        steps:
+          - id: root
+            run: exit 1
+          - id: z-handler
+            needs: [root]
+            if: ${{ failure() }}
+            run: "true"
+          - id: free-1
+            run: "true"
+          - id: a-always
+            needs: [root]
+            if: ${{ always() }}
+            run: "true"
+          - id: free-2
+            run: "true"
+          - id: last
+            needs: [z-handler, a-always]
+            if: ${{ always() }}
+            run: "true"
+    """)
+    assert _run(project, "w", "--max-parallel", "1") == 1
+    started = [e["step"] for e in _events(project.root / "ev.jsonl") if e["event"] == "step.started"]
+    plan = json.loads(project.cli("plan", "w", "--format", "json").stdout)
+    assert started == [s["id"] for s in plan["steps"]] == ["root", "free-1", "free-2", "z-handler", "a-always", "last"]
+
+
 def test_no_step_starts_once_the_run_is_cancelled(project: ProjectDir) -> None:
     """SIGTERM: always() and cancelled() steps do not start, so the run stops promptly (130)."""
     project.write("workflows/w.yaml", """
