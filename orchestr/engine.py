@@ -5,7 +5,6 @@ The engine knows step runners, the store and event sinks only through their prot
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import os
 import threading
@@ -37,6 +36,7 @@ from orchestr.expressions import (
 )
 from orchestr.plan import Plan, PlannedStep, StepId
 from orchestr.processes import ProcessRegistry
+from orchestr.readiness import ReadyQueue, UpstreamIndex
 from orchestr.steps.base import ActionResult, Attempt, CheckResult, StepRunner, Usage
 from orchestr.verify import CheckContext, run_checks
 
@@ -72,15 +72,6 @@ class StepState:
 
     def scope(self) -> dict[str, object]:
         return {"outputs": self.outputs, "output": self.output, "status": self.status}
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """The first step upstream of one (directly or transitively) that failed or was unverified, and
-    the first that was cancelled: what `failure()` and `cancelled()` read."""
-
-    failed: StepId | None = None
-    cancelled: StepId | None = None
 
 
 @dataclass(frozen=True)
@@ -123,12 +114,8 @@ class Engine:
         self.inputs: dict[str, object] = {}
         self._workflow_env: dict[str, str] = {}
         self._futures: dict[Future[None], StepId] = {}
-        self._upstream: dict[StepId, Upstream] = {}
-        # the ready queue (see _start_ready): built on the first call, once resumed states are in
-        self._unfinished: dict[StepId, int] | None = None
-        self._dependents: dict[StepId, list[StepId]] = {}
-        self._position: dict[StepId, int] = {}
-        self._ready: list[tuple[int, StepId]] = []
+        self._upstream = UpstreamIndex(plan, lambda s: self.states[s].status)
+        self._ready: ReadyQueue | None = None
         self._started: set[StepId] = set()
 
     # --- the run ------------------------------------------------------------------------------
@@ -193,50 +180,26 @@ class Engine:
                 self._stop()
 
     def _start_ready(self, pool: ThreadPoolExecutor) -> None:
-        """Start (or finish unrun) every step whose needs have finished, in plan order, up to max_parallel.
-
-        Each step's count of unfinished needs is kept, so a completion touches only its dependents:
-        a whole run costs O(steps + needs), not a scan of the plan per completion.
-        """
+        """Start (or finish unrun) every step whose needs have finished, in plan order, up to max_parallel."""
         # A cancelled run starts nothing more, whatever a step's condition: it must stop within 5 s.
         if self.cancel.is_set():
             return
-        if self._unfinished is None:
-            self._unfinished = self._count_unfinished_needs()
+        if self._ready is None:  # built here, once a resumed run's kept steps are in
+            self._ready = ReadyQueue(self.plan, lambda s: self.states[s].status)
         for step_id in [s for s in self._started if self.states[s].status in TERMINAL]:
             self._started.discard(step_id)
-            self._release(step_id)
+            self._ready.finished(step_id)
         while self._ready and len(self._futures) < self.config.max_parallel:
-            _, step_id = heapq.heappop(self._ready)
+            step_id = self._ready.pop()
             step, state = self.plan.steps[step_id], self.states[step_id]
             verdict = self._condition(step)
             if verdict is not None:
                 self._finish_without_running(step_id, *verdict)
-                self._release(step_id)
+                self._ready.finished(step_id)
                 continue
             state.status = "running"
             self._started.add(step_id)
             self._futures[pool.submit(self._execute, step)] = step_id
-
-    def _count_unfinished_needs(self) -> dict[StepId, int]:
-        counts: dict[StepId, int] = {}
-        for index, (step_id, step) in enumerate(self.plan.steps.items()):
-            self._position[step_id] = index
-            counts[step_id] = sum(1 for n in step.needs if self.states[n].status not in TERMINAL)
-            for need in step.needs:
-                self._dependents.setdefault(need, []).append(step_id)
-        for step_id, count in counts.items():
-            if count == 0 and self.states[step_id].status == "pending":
-                heapq.heappush(self._ready, (self._position[step_id], step_id))
-        return counts
-
-    def _release(self, finished: StepId) -> None:
-        """`finished` reached a terminal status: its dependents have one unfinished need less."""
-        assert self._unfinished is not None
-        for dependent in self._dependents.get(finished, ()):
-            self._unfinished[dependent] -= 1
-            if self._unfinished[dependent] == 0 and self.states[dependent].status == "pending":
-                heapq.heappush(self._ready, (self._position[dependent], dependent))
 
     def _blocked_by(self, step: PlannedStep) -> str | None:
         """Why `success()` is false for a step whose needs have all finished, or None if it is true."""
@@ -249,7 +212,7 @@ class Engine:
             if need_state.status == "skipped" and need_state.reason == "condition was false":
                 return f"needs '{need}', which was skipped by its condition"
             return f"needs '{need}', which {_past(need_state.status)}"
-        upstream = self._upstream_of(step.id)
+        upstream = self._upstream.of(step.id)
         for found in (upstream.failed, upstream.cancelled):
             if found is not None:
                 return f"upstream step '{found}' {_past(self.states[found].status)}"
@@ -276,7 +239,7 @@ class Engine:
         return None if truthy(value) else ("skipped", "condition was false")
 
     def _status_functions(self, step: PlannedStep) -> dict[str, object]:
-        upstream = self._upstream_of(step.id)
+        upstream = self._upstream.of(step.id)
         cancelled = self.cancel.is_set() or upstream.cancelled is not None
         return {
             "success": lambda: self._blocked_by(step) is None and not cancelled,
@@ -284,37 +247,6 @@ class Engine:
             "cancelled": lambda: cancelled,
             "always": lambda: True,
         }
-
-    def _upstream_of(self, step_id: StepId) -> Upstream:
-        """The first failed and cancelled step among everything upstream, each summary built once.
-
-        A step's summary depends only on its needs' statuses and summaries, which are final once its
-        needs have finished: memoised, the whole run costs O(steps + needs), not a walk per step.
-        """
-        stack = [step_id]
-        while stack:
-            top = stack[-1]
-            if top in self._upstream:
-                stack.pop()
-                continue
-            missing = [n for n in self.plan.steps[top].needs if n not in self._upstream]
-            if missing:
-                stack.extend(missing)
-                continue
-            stack.pop()
-            self._upstream[top] = self._summarise(top)
-        return self._upstream[step_id]
-
-    def _summarise(self, step_id: StepId) -> Upstream:
-        failed: StepId | None = None
-        cancelled: StepId | None = None
-        for need in self.plan.steps[step_id].needs:
-            state, above = self.states[need], self._upstream[need]
-            own_failure = state.status == "unverified" or (
-                state.status == "failed" and not self.plan.steps[need].spec.continue_on_error)
-            failed = failed or (need if own_failure else above.failed)
-            cancelled = cancelled or (need if state.status == "cancelled" else above.cancelled)
-        return Upstream(failed, cancelled)
 
     def _finish_without_running(self, step_id: StepId, status: StepStatus, reason: str) -> None:
         state = self.states[step_id]
