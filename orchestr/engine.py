@@ -9,7 +9,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,6 +72,25 @@ class StepState:
 
     def scope(self) -> dict[str, object]:
         return {"outputs": self.outputs, "output": self.output, "status": self.status}
+
+
+class StepScopes(Mapping[str, object]):
+    """`steps` in an expression's scope: a step's view is built when an expression reads it.
+
+    Building every step's view for every evaluation made a run of n conditional steps O(n^2).
+    """
+
+    def __init__(self, states: Mapping[StepId, StepState]) -> None:
+        self._states = states
+
+    def __getitem__(self, key: str) -> object:
+        return self._states[StepId(key)].scope()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
 
 
 @dataclass(frozen=True)
@@ -366,7 +385,7 @@ class Engine:
             "inputs": self.inputs,
             "vars": context_vars,
             "env": {**self.config.base_env, **self._workflow_env},
-            "steps": {s: st.scope() for s, st in self.states.items()},
+            "steps": StepScopes(self.states),
         }
 
     def _render_workflow_env(self) -> dict[str, str]:
