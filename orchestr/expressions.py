@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from orchestr.errors import did_you_mean
+
 if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
 
@@ -165,8 +167,6 @@ def _status_calls(tree: Any) -> tuple[list[str], list[Problem]]:
 def _unknown_names(tree: Any) -> list[Problem]:
     """Jinja only looks filters and tests up when it compiles: check them here, before a run."""
     from jinja2 import nodes
-
-    from orchestr.errors import did_you_mean
 
     env = _environment()
     problems: list[Problem] = []

@@ -184,6 +184,22 @@ def test_cancelled_and_its_negation_when_the_run_is_not_cancelled(project: Proje
                                   "on-cancel": "skipped", "or": "succeeded"}
 
 
+def test_github_operators_leave_quoted_text_alone(project: ProjectDir) -> None:
+    project.write("workflows/w.yaml", """
+        inputs:
+          mode: { type: string, default: "a&&b" }
+        steps:
+          - id: say
+            if: ${{ !cancelled() && inputs.mode == 'a&&b' || inputs.mode == "x!" }}
+            run: printf '%s' "$TEXT" > said.txt
+            env:
+              TEXT: >-
+                ${{ 'Hi! && bye || "quoted!"' ~ ' it\\'s!' ~ (' ok' if inputs.mode != 'no' else '') }}
+    """)
+    assert _run(project) == 0
+    assert (project.root / "said.txt").read_text() == 'Hi! && bye || "quoted!" it\'s! ok'
+
+
 def test_a_step_skipped_by_its_condition_does_not_fail_the_run(project: ProjectDir) -> None:
     project.write("workflows/w.yaml", """
         steps:
