@@ -9,7 +9,15 @@ from datetime import timedelta
 from orchestr.ceiling import permission_ceiling
 from orchestr.context import ContextTree, ResolvedContext, permission_level
 from orchestr.errors import Diagnostic, Span, ValidationFailed, did_you_mean
-from orchestr.expressions import ROOTS, ExpressionError, Ref, condition_source, find, references
+from orchestr.expressions import (
+    ROOTS,
+    STATUS_FUNCTIONS,
+    ExpressionError,
+    Ref,
+    analyze,
+    condition_source,
+    find,
+)
 from orchestr.models import (
     AgentStep,
     ExprCheck,
@@ -22,7 +30,7 @@ from orchestr.permissions import EffectivePermissions, PermissionLevel
 from orchestr.plan import Plan, PlannedStep, ResolvedAgent, StepId
 from orchestr.project import LoadedWorkflow
 from orchestr.source import PathKey
-from orchestr.step_passes import attached_files, impossible_checks
+from orchestr.step_passes import attached_files, impossible_checks, scheduled_inputs
 
 BUILTIN_TOOLS = ("read_file", "write_file", "list_files", "run_command", "http_request")
 BUILTIN_PROVIDERS = ("anthropic", "openai")
@@ -156,6 +164,7 @@ def _schedule(unit: Unit) -> Iterator[Diagnostic]:
         suggestion = did_you_mean(schedule.timezone, available_timezones())
         yield Diagnostic(unit.span(("schedule", "timezone")), zone_problem + (f"; {suggestion}" if suggestion else ""),
                          hint="use an IANA name such as Europe/Berlin or UTC")
+    yield from scheduled_inputs(unit)
 
 
 # --- contexts, agents, permissions ------------------------------------------------------------
@@ -302,7 +311,8 @@ def _expressions(
         check = _ref_checker(unit, step_id, graph, ids, contexts.get(step_id))
         check_own = _ref_checker(unit, step_id, graph.including_self(), ids, contexts.get(step_id))
         for at, text, is_condition, own in _expression_sites(step, i):
-            yield from _check_text(unit, at, text, is_condition, check_own if own else check)
+            yield from _check_text(unit, at, text, is_condition, check_own if own else check,
+                                   status_allowed=at == ("steps", i, "if"))
 
 
 @dataclass(frozen=True)
@@ -326,7 +336,8 @@ class _Graph:
 
 
 def _check_text(
-    unit: Unit, at: PathKey, text: str, is_condition: bool, check: Callable[[Ref], tuple[str, str] | None]
+    unit: Unit, at: PathKey, text: str, is_condition: bool, check: Callable[[Ref], tuple[str, str] | None], *,
+    status_allowed: bool = False,
 ) -> Iterator[Diagnostic]:
     sources = [condition_source(text)] if is_condition else [expr for _, expr in find(text)]
     for expr in sources:
@@ -334,16 +345,30 @@ def _check_text(
             yield Diagnostic(unit.span(at), "empty expression", hint="write one, e.g. ${{ inputs.mode == 'full' }}, or remove it")
             continue
         try:
-            refs = references(expr)
+            analysis = analyze(expr)
         except ExpressionError as exc:
             # jinja parses `${{ x }}` as a print statement: say "expression", which the user wrote
             message = str(exc).replace("'end of print statement'", "end of expression")
             yield Diagnostic(unit.span(at), message, hint="expressions use Jinja syntax: a.b, a['b-c'], ==, and, or, not")
             continue
-        for ref in refs:
+        for found in analysis.problems:
+            yield Diagnostic(unit.span(at), found.message, hint=found.hint)
+        if analysis.status_calls and not status_allowed:
+            yield _status_outside_if(unit, at, sorted(analysis.status_calls))
+        for ref in analysis.refs:
             problem = check(ref)
             if problem:
                 yield Diagnostic(unit.span(at), problem[0], hint=problem[1])
+
+
+def _status_outside_if(unit: Unit, at: PathKey, called: list[str]) -> Diagnostic:
+    names = ", ".join(f"{name}()" for name in called)
+    return Diagnostic(
+        unit.span(at),
+        f"{names} can be used only in a step's `if:` (status functions: "
+        + ", ".join(f"{name}()" for name in STATUS_FUNCTIONS) + ")",
+        hint="elsewhere read an upstream step's status: steps.ID.status == 'failed'",
+    )
 
 
 _READABLE = "inputs.NAME, vars.NAME (from the context), env.NAME, steps.ID.outputs.NAME"

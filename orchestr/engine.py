@@ -9,7 +9,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,9 +26,17 @@ from tenacity import (
 
 from orchestr.errors import ExitCode
 from orchestr.events import EventBus, iso, utc_now
-from orchestr.expressions import ExpressionError, condition_source, evaluate, render_text, truthy
+from orchestr.expressions import (
+    ExpressionError,
+    condition_source,
+    evaluate,
+    render_text,
+    status_calls,
+    truthy,
+)
 from orchestr.plan import Plan, PlannedStep, StepId
 from orchestr.processes import ProcessRegistry
+from orchestr.readiness import ReadyQueue, UpstreamIndex
 from orchestr.steps.base import ActionResult, Attempt, CheckResult, StepRunner, Usage
 from orchestr.verify import CheckContext, run_checks
 
@@ -64,6 +72,25 @@ class StepState:
 
     def scope(self) -> dict[str, object]:
         return {"outputs": self.outputs, "output": self.output, "status": self.status}
+
+
+class StepScopes(Mapping[str, object]):
+    """`steps` in an expression's scope: a step's view is built when an expression reads it.
+
+    Building every step's view for every evaluation made a run of n conditional steps O(n^2).
+    """
+
+    def __init__(self, states: Mapping[StepId, StepState]) -> None:
+        self._states = states
+
+    def __getitem__(self, key: str) -> object:
+        return self._states[StepId(key)].scope()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
 
 
 @dataclass(frozen=True)
@@ -122,6 +149,9 @@ class Engine:
         self._futures: dict[Future[None], StepId] = {}
         self._wake_future: Future[None] = Future()  # completed by stop(): wakes the scheduling loop
         self._wake = _FutureFlag(self._wake_future)
+        self._upstream = UpstreamIndex(plan, lambda s: self.states[s].status)
+        self._ready: ReadyQueue | None = None
+        self._started: set[StepId] = set()
 
     # --- the run ------------------------------------------------------------------------------
 
@@ -198,24 +228,29 @@ class Engine:
                 self._stop()
 
     def _start_ready(self, pool: ThreadPoolExecutor) -> None:
-        for step_id, step in self.plan.steps.items():
-            if len(self._futures) >= self.config.max_parallel:
-                return
-            state = self.states[step_id]
-            if state.status != "pending" or any(self.states[n].status not in TERMINAL for n in step.needs):
-                continue
-            blocked = self._blocked_by(step)
-            if blocked is not None:
-                self._finish_without_running(step_id, "skipped", blocked)
-                continue
-            condition = self._condition(step)
-            if condition is not None:
-                self._finish_without_running(step_id, *condition)
+        """Start (or finish unrun) every step whose needs have finished, in plan order, up to max_parallel."""
+        # A cancelled run starts nothing more, whatever a step's condition: it must stop within 5 s.
+        if self.cancel.is_set():
+            return
+        if self._ready is None:  # built here, once a resumed run's kept steps are in
+            self._ready = ReadyQueue(self.plan, lambda s: self.states[s].status)
+        for step_id in [s for s in self._started if self.states[s].status in TERMINAL]:
+            self._started.discard(step_id)
+            self._ready.finished(step_id)
+        while self._ready and len(self._futures) < self.config.max_parallel:
+            step_id = self._ready.pop()
+            step, state = self.plan.steps[step_id], self.states[step_id]
+            verdict = self._condition(step)
+            if verdict is not None:
+                self._finish_without_running(step_id, *verdict)
+                self._ready.finished(step_id)
                 continue
             state.status = "running"
+            self._started.add(step_id)
             self._futures[pool.submit(self._execute, step)] = step_id
 
     def _blocked_by(self, step: PlannedStep) -> str | None:
+        """Why `success()` is false for a step whose needs have all finished, or None if it is true."""
         for need in step.needs:
             need_state = self.states[need]
             if need_state.status == "succeeded":
@@ -225,16 +260,41 @@ class Engine:
             if need_state.status == "skipped" and need_state.reason == "condition was false":
                 return f"needs '{need}', which was skipped by its condition"
             return f"needs '{need}', which {_past(need_state.status)}"
+        upstream = self._upstream.of(step.id)
+        for found in (upstream.failed, upstream.cancelled):
+            if found is not None:
+                return f"upstream step '{found}' {_past(self.states[found].status)}"
         return None
 
     def _condition(self, step: PlannedStep) -> tuple[StepStatus, str] | None:
-        if step.spec.if_ is None:
-            return None
+        """None when the step should run, else the status and reason it finishes with unrun.
+
+        A condition that calls no status function means `success() and (condition)`.
+        """
+        source = condition_source(step.spec.if_) if step.spec.if_ is not None else None
+        calls = status_calls(source) if source is not None else frozenset()
+        if not calls:
+            blocked = self._blocked_by(step)
+            if blocked is not None:
+                return "skipped", blocked
+            if source is None:
+                return None
+        assert source is not None
         try:
-            value = evaluate(condition_source(step.spec.if_), self._scope(step))
+            value = evaluate(source, {**self._scope(step), **self._status_functions(step)})
         except ExpressionError as exc:
             return "failed", f"if: {exc}"
         return None if truthy(value) else ("skipped", "condition was false")
+
+    def _status_functions(self, step: PlannedStep) -> dict[str, object]:
+        upstream = self._upstream.of(step.id)
+        cancelled = self.cancel.is_set() or upstream.cancelled is not None
+        return {
+            "success": lambda: self._blocked_by(step) is None and not cancelled,
+            "failure": lambda: upstream.failed is not None,
+            "cancelled": lambda: cancelled,
+            "always": lambda: True,
+        }
 
     def _finish_without_running(self, step_id: StepId, status: StepStatus, reason: str) -> None:
         state = self.states[step_id]
@@ -363,7 +423,7 @@ class Engine:
             "inputs": self.inputs,
             "vars": context_vars,
             "env": {**self.config.base_env, **self._workflow_env},
-            "steps": {s: st.scope() for s, st in self.states.items()},
+            "steps": StepScopes(self.states),
         }
 
     def _render_workflow_env(self) -> dict[str, str]:

@@ -43,6 +43,23 @@ class PlannedStep:
     def kind(self) -> StepKind:
         return "agent" if isinstance(self.spec, AgentStep) else "shell"
 
+    @property
+    def condition(self) -> str | None:
+        """The `if:` as written, without `${{ }}`."""
+        from orchestr.expressions import condition_source
+
+        return condition_source(self.spec.if_) if self.spec.if_ is not None else None
+
+    @property
+    def effective_condition(self) -> str:
+        """When the step runs: its `if:` with the implicit `success() and` a status-free one gets."""
+        from orchestr.expressions import status_calls
+
+        written = self.condition
+        if written is None:
+            return "success()"
+        return written if status_calls(written) else f"success() and ({written})"
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -16,19 +16,30 @@ def _node_id(step_id: str) -> str:
     return "s_" + re.sub(r"[^A-Za-z0-9_]", "_", step_id)
 
 
-def _label(step: PlannedStep) -> str:
+def _label(step: PlannedStep, *, newline: str) -> str:
     detail = step.agent.name if step.agent else "shell"
-    return f"{step.id} ({detail})"
+    label = f"{step.id} ({detail})"
+    return label if step.condition is None else f"{label}{newline}if: {step.condition}"
+
+
+def _runs_on_trouble(step: PlannedStep) -> bool:
+    """A step that may run when something upstream did not succeed: its edges are drawn dashed."""
+    from orchestr.expressions import status_calls
+
+    return step.condition is not None and bool(status_calls(step.condition) - {"success"})
 
 
 def to_mermaid(plan: Plan) -> str:
     lines = ["flowchart TD"]
     for step in plan.steps.values():
         shape = ("[[", "]]") if step.kind == "agent" else ("[", "]")
-        lines.append(f'    {_node_id(step.id)}{shape[0]}"{_label(step)}"{shape[1]}')
+        label = _label(step, newline="\n")
+        label = label.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;").replace("\n", "<br/>")
+        lines.append(f'    {_node_id(step.id)}{shape[0]}"{label}"{shape[1]}')
     for step in plan.steps.values():
+        arrow = "-.->" if _runs_on_trouble(step) else "-->"
         for need in step.needs:
-            lines.append(f"    {_node_id(need)} --> {_node_id(step.id)}")
+            lines.append(f"    {_node_id(need)} {arrow} {_node_id(step.id)}")
     return "\n".join(lines) + "\n"
 
 
@@ -36,10 +47,11 @@ def to_dot(plan: Plan) -> str:
     lines = [f"digraph {json.dumps(plan.workflow)} {{", "    rankdir=LR;", "    node [shape=box];"]
     for step in plan.steps.values():
         shape = ", style=rounded" if step.kind == "agent" else ""
-        lines.append(f"    {json.dumps(step.id)} [label={json.dumps(_label(step))}{shape}];")
+        lines.append(f"    {json.dumps(step.id)} [label={json.dumps(_label(step, newline=chr(10)))}{shape}];")
     for step in plan.steps.values():
+        edge = " [style=dashed]" if _runs_on_trouble(step) else ""
         for need in step.needs:
-            lines.append(f"    {json.dumps(need)} -> {json.dumps(step.id)};")
+            lines.append(f"    {json.dumps(need)} -> {json.dumps(step.id)}{edge};")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -63,6 +75,8 @@ def _step_json(step: PlannedStep) -> dict[str, object]:
         "kind": step.kind,
         "needs": list(step.needs),
         "layer": step.layer,
+        "if": step.condition,
+        "condition": step.effective_condition,
         "context": step.context.id if step.context else None,
         "context_chain": [n.id for n in step.context.chain] if step.context else [],
         "agent": step.agent.name if step.agent else None,

@@ -66,15 +66,23 @@ def render_plan(plan: Plan) -> Table:
         caption += f"\nschedule: {spec.schedule.cron} ({spec.schedule.timezone})"
     table = Table(title=f"{plan.workflow}  [dim]{plan.display}[/]", caption=caption.strip() or None,
                   caption_justify="left", title_justify="left", show_lines=True)
-    for column in ("layer", "step", "kind", "needs", "context", "agent / model", "permissions", "timeout / retry", "verify"):
+    for column in ("layer", "step", "kind", "needs", "if", "context", "agent / model", "permissions",
+                   "timeout / retry", "verify"):
         table.add_column(column)
     for step in plan.steps.values():
         agent = f"{step.agent.name}\n{step.agent.model}" if step.agent else "-"
         retry = f"{format_duration(step.timeout) if step.timeout else '-'} / x{step.retry.attempts}"
         checks = "\n".join(_check_name(c) for c in step.spec.verify) or "-"
-        table.add_row(str(step.layer), step.id, step.kind, ", ".join(step.needs) or "-",
+        table.add_row(str(step.layer), step.id, step.kind, ", ".join(step.needs) or "-", _condition_cell(step),
                       step.context.id if step.context else "-", agent, _permissions_cell(step), retry, checks)
     return table
+
+
+def _condition_cell(step: PlannedStep) -> Text:
+    """The `if:` as written; the implicit `success()` (every need succeeded) is shown dimmed."""
+    if step.condition is None:
+        return Text("success()" if step.needs else "-", style="dim")
+    return Text(step.condition)
 
 
 def _check_name(check: object) -> str:

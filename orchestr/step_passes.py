@@ -1,7 +1,8 @@
-"""Compiler passes over each step's own keys: the files it attaches and checks that cannot pass.
+"""Compiler passes over keys that need no graph: the files a step attaches, checks that cannot pass,
+and inputs a scheduled run could never be given.
 
-Both catch, before anything runs, what would otherwise only show up as a failed or unverified step
-after the model has been paid for.
+Each catches, before anything runs, what would otherwise only show up as a failed or unverified step
+(or a failed scheduled slot) after the model has been paid for.
 """
 
 from __future__ import annotations
@@ -50,3 +51,16 @@ def impossible_checks(unit: Unit) -> Iterator[Diagnostic]:
                     "could never pass",
                     hint="check what the command did instead: exit_code, file_exists, file_contains or command",
                 )
+
+
+def scheduled_inputs(unit: Unit) -> Iterator[Diagnostic]:
+    """A tick passes no `-i`: a required input without a default would fail every scheduled run."""
+    for name, spec in unit.wf.spec.inputs.items():
+        if spec.required and spec.default is None:
+            yield Diagnostic(
+                unit.wf.doc.key_span(("inputs", name)),
+                f"input '{name}' is required and has no default, but this workflow has a `schedule:` "
+                "and a scheduled run cannot be given inputs",
+                hint=f"give it a default, e.g. {name}: {{ default: ... }} (`orchestr run -i {name}=VALUE` still "
+                "overrides it), or move the schedule to a workflow that needs no inputs",
+            )
