@@ -198,3 +198,12 @@ def test_wakes_are_never_closer_than_githubs_five_minutes(project: ProjectDir, c
         project.write(f"workflows/w{i}.yaml", f"schedule: {{ cron: '{cron}' }}\nsteps: [ {{ id: a, run: 'true' }} ]\n")
     _, workflow = _workflow(project)
     assert [entry["cron"] for entry in workflow[True]["schedule"]] == expected
+
+
+def test_the_job_may_run_as_long_as_the_longest_deadline(project: ProjectDir) -> None:
+    for name, deadline in (("a", "10m"), ("b", "1h")):
+        project.write(f"workflows/{name}.yaml", f"schedule: {{ cron: '0 6 * * *', deadline: {deadline} }}\n"
+                                                "steps: [ { id: a, run: 'true' } ]\n")
+    assert _workflow(project)[1]["jobs"]["tick"]["timeout-minutes"] == 75
+    project.write("workflows/c.yaml", "schedule: { cron: '0 7 * * *' }\nsteps: [ { id: a, run: 'true' } ]\n")
+    assert _workflow(project)[1]["jobs"]["tick"]["timeout-minutes"] == 360  # no deadline: GitHub's limit

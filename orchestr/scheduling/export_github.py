@@ -6,11 +6,12 @@ Pure text builders: the caller reads the repository's files and passes their tex
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from orchestr import __version__
 from orchestr.models import AgentStep, ProjectConfig, WorkflowSpec, format_duration
@@ -19,6 +20,7 @@ from orchestr.scheduling.export import HEADER, Exported, Scheduled, listing
 from orchestr.scheduling.policy import ON_TIME
 from orchestr.scheduling.utc_triggers import utc_crons
 
+JOB_LIMIT_MINUTES = 360  # GitHub-hosted runners stop a job after 6 hours
 NAMES_ORCHESTR = re.compile(r"^\s*orchestr\s*(\[[^\]]*\])?\s*([<>=!~;@ ]|$)", re.IGNORECASE)
 
 
@@ -81,9 +83,22 @@ def declared_secrets(config: ProjectConfig, workflows: Sequence[WorkflowSpec]) -
 
 
 def github_warnings(pairs: Scheduled) -> list[str]:
-    return [f"{name}: catchup: none on GitHub Actions: scheduled events often start more than "
-            f"{format_duration(ON_TIME)} late, and then the slot is skipped; use catchup: latest"
-            for name, schedule in pairs if schedule.catchup == "none"]
+    found = [f"{name}: catchup: none on GitHub Actions: scheduled events often start more than "
+             f"{format_duration(ON_TIME)} late, and then the slot is skipped; use catchup: latest"
+             for name, schedule in pairs if schedule.catchup == "none"]
+    found += [f"{name}: deadline {format_duration(schedule.deadline)} is longer than a GitHub-hosted job may run "
+              f"({JOB_LIMIT_MINUTES // 60}h): the job is cancelled first"
+              for name, schedule in pairs if schedule.deadline and schedule.deadline > timedelta(minutes=JOB_LIMIT_MINUTES)]
+    return found
+
+
+def job_timeout_minutes(pairs: Scheduled) -> int:
+    """Long enough for the longest deadline (plus setup and saving), else GitHub's own limit."""
+    deadlines = [schedule.deadline for _, schedule in pairs]
+    if not deadlines or any(d is None for d in deadlines):
+        return JOB_LIMIT_MINUTES
+    longest = max(d for d in deadlines if d is not None)
+    return min(JOB_LIMIT_MINUTES, max(30, math.ceil(longest.total_seconds() / 60) + 15))
 
 
 def _on(crons: Sequence[str]) -> list[str]:
@@ -106,10 +121,6 @@ def github_actions(pairs: Scheduled, *, install: str, secrets: Sequence[str], st
     `state_dir` is the state folder relative to the repository root (where the cache and artifact
     actions resolve paths); `project_dir` the project's folder, where orchestr runs.
     """
-    q = json.dumps  # YAML accepts JSON strings: safe quoting for any value
-    crons = utc_crons([s for _, s in pairs], start=start)
-    env = [f"          {name}: ${{{{ secrets.{name} }}}}" for name in secrets]
-    key = "orchestr-state-${{ github.run_id }}-${{ github.run_attempt }}"
     warnings = github_warnings(pairs)
     text = "\n".join([
         HEADER, listing(pairs),
@@ -117,11 +128,21 @@ def github_actions(pairs: Scheduled, *, install: str, secrets: Sequence[str], st
         "# slots fall on (daylight saving time included; re-export once a year or after a zone change).",
         "# Secrets: add each one under Settings > Secrets and variables > Actions.",
         *(f"# WARNING: {w}" for w in warnings),
-        "name: orchestr tick", *_on(crons),
+        "name: orchestr tick", *_on(utc_crons([s for _, s in pairs], start=start)),
         "concurrency:", "  group: orchestr-tick", "  cancel-in-progress: false",
         "permissions:", "  contents: read",
-        "jobs:", "  tick:", "    runs-on: ubuntu-latest", "    timeout-minutes: 60",
-        *_working_directory(project_dir), "    steps:",
+        "jobs:", "  tick:", "    runs-on: ubuntu-latest", f"    timeout-minutes: {job_timeout_minutes(pairs)}",
+        *_working_directory(project_dir), "    steps:", *_steps(install=install, secrets=secrets, state_dir=state_dir),
+        "",
+    ])
+    return Exported({"orchestr-tick.yml": text}, tuple(warnings))
+
+
+def _steps(*, install: str, secrets: Sequence[str], state_dir: str) -> list[str]:
+    q = json.dumps  # YAML accepts JSON strings: safe quoting for any value
+    env = [f"          {name}: ${{{{ secrets.{name} }}}}" for name in secrets]
+    key = "orchestr-state-${{ github.run_id }}-${{ github.run_attempt }}"
+    return [
         "      - uses: actions/checkout@v4",
         "      - uses: actions/setup-python@v5", "        with:", '          python-version: "3.12"',
         "      - name: Restore the schedule ledger and run records", "        uses: actions/cache/restore@v4",
@@ -137,6 +158,4 @@ def github_actions(pairs: Scheduled, *, install: str, secrets: Sequence[str], st
         "          if-no-files-found: ignore", "          retention-days: 14",
         "      - name: Health (fails the job, and GitHub notifies, when a schedule is unhealthy)",
         "        if: always()", f"        run: orchestr status --grace {q(format_duration(ON_TIME * 3))}",
-        "",
-    ])
-    return Exported({"orchestr-tick.yml": text}, tuple(warnings))
+    ]
