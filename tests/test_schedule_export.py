@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import REPO, ProjectDir
 
@@ -100,6 +102,29 @@ def test_crontab_refuses_a_path_cron_cannot_express(project: ProjectDir) -> None
     result = project.cli("schedule", "export", "--format", "crontab", "--executable", "/opt/a\\%b/orchestr")
     assert result.exit_code == 2
     assert "cron cannot run a command whose path holds a backslash" in result.stderr
+
+
+FOLDER_NAMES = st.text(st.sampled_from(list(" %'\"$`;&|*?~#!(){}<>=-_.aZ9é\t")), min_size=1, max_size=12).filter(
+    lambda name: name not in (".", ".."))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=FOLDER_NAMES)
+def test_crontab_line_reaches_any_folder_name_through_cron_and_sh(tmp_path: Path, name: str) -> None:
+    """Whatever a folder is called, cron's `%` rule then /bin/sh give the tick that exact folder."""
+    from orchestr.scheduling.export import Host, crontab
+
+    root = tmp_path / name / name
+    root.mkdir(parents=True, exist_ok=True)
+    probe = tmp_path / "probe"
+    probe.write_text('#!/bin/sh\npwd > "$HOME/cwd.txt"; printf "%s" "$1" > "$HOME/arg.txt"\n')
+    probe.chmod(0o755)
+    host = Host(root=root, state_dir=root / ".orchestr", exe=(str(probe),), env_file=root / "env", user="ops")
+    tick, _ = _cron_lines(crontab(host, []))
+    done = _as_cron_runs(tick, home=tmp_path)
+    assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
+    assert (tmp_path / "cwd.txt").read_text() == f"{root}\n" and (tmp_path / "arg.txt").read_text() == "tick"
+    assert (root / ".orchestr" / "logs" / "tick.log").is_file()
 
 
 def _fresh_clone(tmp_path: Path, *, step: str) -> Path:
