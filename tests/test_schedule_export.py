@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REPO, ProjectDir
@@ -104,7 +104,7 @@ def test_crontab_refuses_a_path_cron_cannot_express(project: ProjectDir) -> None
     assert "cron cannot run a command whose path holds a backslash" in result.stderr
 
 
-FOLDER_NAMES = st.text(st.sampled_from(list(" %'\"$`;&|*?~#!(){}<>=-_.aZ9é\t")), min_size=1, max_size=12).filter(
+FOLDER_NAMES = st.text(st.sampled_from(list(" %'\"$`;&|*?~#!(){}<>=-_.anZ9é\t")), min_size=1, max_size=12).filter(
     lambda name: name not in (".", ".."))
 
 
@@ -290,6 +290,27 @@ def test_systemd_quotes_a_program_path_with_spaces(tmp_path: Path) -> None:
     assert verified.returncode == 0, verified.stderr
     (out / "orchestr-tick.service").write_text(service.replace('ExecStart="', "ExecStart=").replace('" tick', " tick"))
     assert "is not executable" in _systemd_verify(out).stderr
+
+
+@needs_systemd_analyze
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=FOLDER_NAMES.filter(lambda name: not set(name) & set("'\"\\\t")))
+@example(name="50%a $HOME")  # %a is a specifier (the architecture), $HOME a variable
+def test_systemd_finds_the_program_whatever_its_folder_is_called(tmp_path: Path, name: str) -> None:
+    """verify checks ExecStart's program exists: a `%o` or `$HOME` read as systemd's would miss it."""
+    from orchestr.scheduling.export import Host, systemd
+
+    exe = tmp_path / name / "orchestr"
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy("/bin/true", exe)
+    out = tmp_path / "units"
+    out.mkdir(exist_ok=True)
+    root = tmp_path / name / "project"
+    host = Host(root=root, state_dir=root / ".orchestr", exe=(str(exe),), env_file=root / "env", user="root")
+    for unit, text in systemd(host, []).items():
+        (out / unit).write_text(text)
+    verified = _systemd_verify(out)
+    assert verified.returncode == 0, verified.stderr
 
 
 # --- Kubernetes ---------------------------------------------------------------------------------
