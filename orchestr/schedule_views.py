@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
 import sys
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from rich.table import Table
 from rich.text import Text
 
-from orchestr.project import Project
+from orchestr.project import LoadedWorkflow, Project
 from orchestr.store import Store
 from orchestr.tick import scheduled_workflows
 
 if TYPE_CHECKING:
     from orchestr.health import WorkflowHealth
+    from orchestr.scheduling.export import Exported, Scheduled
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    image: str
+    now: datetime
+    executable: str | None = None
+    env_file: Path | None = None
+    install: str | None = None
+    user: str | None = None
 
 
 def schedule_rows(project: Project, store: Store, *, now: datetime, count: int) -> list[dict[str, Any]]:
@@ -68,27 +83,62 @@ def health_table(report: list[WorkflowHealth]) -> Table:
     return table
 
 
-def export_files(project: Project, kind: str, *, image: str, executable: str | None) -> dict[str, str]:
+def export_files(project: Project, kind: str, *, options: ExportOptions) -> Exported:
     from orchestr.scheduling import export
 
     workflows, _ = scheduled_workflows(project)
     pairs = [(w.name, w.spec.schedule) for w in workflows if w.spec.schedule is not None]
-    exe = executable or _installed_executable()
-    root = project.root
-    if kind == "crontab":
-        return {"crontab": export.crontab(root, exe, pairs)}
-    if kind == "systemd":
-        return export.systemd(root, exe, pairs)
     if kind == "kubernetes":
-        return {"cronjobs.yaml": export.kubernetes(root, pairs, image=image)}
-    return {"orchestr-tick.yml": export.github_actions(pairs)}
+        cluster = export.Cluster(project=project.root.name, state_dir=PurePosixPath(project.config.state_dir),
+                                 image=options.image)
+        return export.kubernetes(pairs, cluster)
+    if kind == "github-actions":
+        return _github_actions(project, workflows, pairs, options)
+    exe = (options.executable,) if options.executable else _installed_executable()
+    host = export.Host(root=project.root, state_dir=project.state_dir, exe=exe, user=options.user or getpass.getuser(),
+                       env_file=Path(os.path.abspath(options.env_file or project.state_dir / "env")))
+    if kind == "crontab":
+        return export.Exported({"crontab": export.crontab(host, pairs)})
+    return export.Exported(export.systemd(host, pairs))
 
 
-def _installed_executable() -> str:
+def _github_actions(project: Project, workflows: list[LoadedWorkflow], pairs: Scheduled,
+                    options: ExportOptions) -> Exported:
+    from orchestr.scheduling import export_github
+
+    root = project.root.resolve()
+    repo = _repository_root(root)
+    state = project.state_dir.resolve()
+    state_dir = state.relative_to(repo).as_posix() if state.is_relative_to(repo) else str(state)
+    secrets = export_github.declared_secrets(project.config, [w.spec for w in workflows])
+    install = options.install or export_github.install_command(_pinning_files(project.root))
+    return export_github.github_actions(pairs, install=install, secrets=secrets, state_dir=state_dir,
+                                        start=options.now, project_dir=root.relative_to(repo).as_posix())
+
+
+def _repository_root(start: Path) -> Path:
+    """The git work tree holding the project (GitHub checks it out), else the project itself."""
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
+def _pinning_files(root: Path) -> dict[str, str]:
+    """The files that say how the repository installs orchestr (requirements*.txt, pyproject.toml)."""
+    found = {}
+    for path in sorted([*root.glob("requirements*.txt"), root / "pyproject.toml"]):
+        try:
+            found[path.name] = path.read_text(encoding="utf-8", errors="replace")[:200_000]
+        except OSError:
+            continue
+    return found
+
+
+def _installed_executable() -> tuple[str, ...]:
     """This orchestr's own console script (its virtualenv's), else the one on PATH."""
-    from pathlib import Path
-
     beside = Path(sys.executable).parent / "orchestr"
     if beside.is_file():
-        return str(beside)
-    return shutil.which("orchestr") or f"{sys.executable} -m orchestr"
+        return (str(beside),)
+    found = shutil.which("orchestr")
+    return (found,) if found else (sys.executable, "-m", "orchestr")

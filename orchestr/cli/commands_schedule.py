@@ -102,13 +102,24 @@ def export(
     format: Annotated[ExportFormat, typer.Option("--format", help="crontab, systemd, kubernetes or github-actions.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write file(s) into this folder.")] = None,
     image: Annotated[str, typer.Option("--image", help="Container image (kubernetes).")] = "ghcr.io/your-org/orchestr:latest",
-    executable: Annotated[str | None, typer.Option("--executable", help="Path of orchestr on the host.")] = None,
+    executable: Annotated[str | None, typer.Option("--executable", help="Path of orchestr on the host (crontab, systemd).")] = None,
+    env_file: Annotated[Path | None, typer.Option(
+        "--env-file", help="File of KEY=value lines with the API keys (crontab, systemd; default: STATE_DIR/env).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="User= of the systemd units (default: you).")] = None,
+    install: Annotated[str | None, typer.Option(
+        "--install", help='Install step (github-actions), e.g. "pip install -e ." (default: as the repository pins orchestr).')] = None,
+    now: Annotated[str | None, typer.Option("--now", help="Derive GitHub's UTC crons for the year from TIME (ISO 8601).")] = None,
 ) -> None:
     """Units for the host's scheduler, or CronJobs for a cluster."""
-    from orchestr.schedule_views import export_files
+    from orchestr.schedule_views import ExportOptions, export_files
 
     proj = project()
-    files = export_files(proj, format.value, image=image, executable=executable)
+    options = ExportOptions(image=image, now=parse_now(now), executable=executable, env_file=env_file,
+                            install=install, user=user)
+    exported = export_files(proj, format.value, options=options)
+    for warning in exported.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    files = exported.files
     if output is None:
         for name, text in files.items():
             if len(files) > 1:
