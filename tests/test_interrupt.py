@@ -175,14 +175,14 @@ def test_a_schedule_deadline_cuts_a_30s_model_reply(project: ProjectDir, server:
         handle.write('schedule: { cron: "0 * * * *", deadline: 3s }\n')
     server.anthropic.enqueue(Reply.text("too late", delay=LONG))
     began = time.monotonic()
-    result = project.run("run", "slow", "--slot", "2026-12-02T03:00:00Z", "--trigger", "schedule",
-                         env=server.env())
+    result = project.run("tick", "--now", "2026-12-02T03:00:20Z", "--wait", env=server.env())
     elapsed = time.monotonic() - began
     assert result.exit_code == 1, result.output
     assert elapsed < 3 + PROMPT_BOUND, f"the run took {elapsed:.1f}s"
     detail = _detail(project)
     assert detail["status"] == "timed-out"
     assert detail["steps"][0]["status"] == "cancelled"  # not `succeeded` once the reply would come
+    assert detail["steps"][0]["reason"] == "the schedule's deadline passed"
     _wait_for(lambda: len(server.aborted) == 1, 5)
 
 
