@@ -68,8 +68,25 @@ def scheduled_workflows(project: Project) -> tuple[list[LoadedWorkflow], list[st
             problems.append(f"{workflow.display}: workflow name '{workflow.name}' is also used by {twin.display}; "
                             "its schedule is skipped until one is renamed (see `orchestr validate`)")
         elif workflow.spec.schedule is not None:
-            found.append(workflow)
+            problem = _schedule_problem(workflow)
+            if problem is None:
+                found.append(workflow)
+            else:
+                problems.append(problem)
     return found, problems
+
+
+def _schedule_problem(workflow: LoadedWorkflow) -> str | None:
+    """An invalid cron or zone: that workflow's schedule is skipped (and reported) until it is fixed."""
+    from orchestr.scheduling.slots import validate_cron, validate_timezone
+
+    schedule = workflow.spec.schedule
+    assert schedule is not None
+    for key, problem in (("cron", validate_cron(schedule.cron)), ("timezone", validate_timezone(schedule.timezone))):
+        if problem is not None:
+            return (f"{workflow.doc.span(('schedule', key))}: invalid schedule {key}: {problem}; "
+                    "its slots are not run until it is fixed (see `orchestr validate`)")
+    return None
 
 
 def launch_drainer(project: Project, workflow: str, lock_fd: int | None) -> subprocess.Popen[bytes]:

@@ -467,3 +467,17 @@ def test_two_workflows_with_one_name_do_not_share_a_ledger(project: ProjectDir) 
     assert result.exit_code == 1
     assert "workflows/zz-copy.yaml: workflow name 'job' is also used by workflows/job.yaml" in result.stderr
     assert (project.root / "ran.txt").read_text() == "a\n"
+
+
+def test_an_invalid_cron_is_reported_by_tick_and_status_and_the_other_schedules_still_run(project: ProjectDir) -> None:
+    _scheduled(project)
+    project.write("workflows/bad.yaml", """
+        schedule: { cron: "nope" }
+        steps: [ { id: a, run: "true" } ]
+    """)
+    result = project.run("tick", "--now", "2026-11-24T08:15:02Z", "--wait")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert "workflows/bad.yaml:1:19: invalid schedule cron: expected 5 fields" in result.stderr
+    assert [r["outcome"] for r in _slot_rows(project)] == ["ran"]
+    status = project.cli("status", "--now", "2026-11-24T08:16:00Z")
+    assert status.exit_code == 1 and "workflows/bad.yaml:1:19: invalid schedule cron" in status.stderr
