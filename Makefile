@@ -44,6 +44,8 @@ typecheck: install
 
 bench: install
 	$(PY) bench/run.py
+	$(PY) bench/review.py
+	$(PY) bench/tick.py
 
 # Offline: the agent's model exchange is replayed from a recording; its tools and checks run for real.
 demo: install

@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS slots (
   workflow TEXT NOT NULL, slot TEXT NOT NULL, claimed_at TEXT NOT NULL, claimed_by TEXT NOT NULL,
   action TEXT NOT NULL, run_id TEXT, outcome TEXT, detail TEXT, finished_at TEXT,
   PRIMARY KEY (workflow, slot));
+CREATE INDEX IF NOT EXISTS slots_owed ON slots (workflow, slot) WHERE outcome IS NULL;
 """
 
 
@@ -317,6 +318,17 @@ class Store:
                 " ON CONFLICT (workflow) DO UPDATE SET last_tick=MAX(last_tick, excluded.last_tick)",
                 (workflow, stamp, stamp))
         return won
+
+    def record_ticks(self, workflows: Sequence[str], now: datetime) -> None:
+        """Advance the ledger of workflows that had nothing due, all in one transaction."""
+        if not workflows:
+            return
+        stamp = iso(now)
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO schedules (workflow, first_tick, last_tick) VALUES (?, ?, ?)"
+                " ON CONFLICT (workflow) DO UPDATE SET last_tick=MAX(last_tick, excluded.last_tick)",
+                [(name, stamp, stamp) for name in workflows])
 
     def claim_slot(self, workflow: str, slot: datetime, *, action: str, claimed_by: str) -> bool:
         """Claim one slot (no ledger advance): False if it was already claimed."""

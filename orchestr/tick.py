@@ -113,9 +113,32 @@ def launch_drainer(project: Project, workflow: str, lock_fd: int | None) -> subp
 def tick(project: Project, store: Store, *, now: datetime, launcher: Launcher = launch_drainer) -> TickReport:
     report = TickReport(now)
     workflows, report.problems = scheduled_workflows(project)
+    idle = []
     for workflow in workflows:
-        report.actions += tick_workflow(project, store, workflow, now=now, launcher=launcher, report=report)
+        if _idle(store, workflow, now):
+            idle.append(workflow.name)
+        else:
+            report.actions += tick_workflow(project, store, workflow, now=now, launcher=launcher, report=report)
+    store.record_ticks(idle, now)
     return report
+
+
+def _idle(store: Store, workflow: LoadedWorkflow, now: datetime) -> bool:
+    """Nothing due and nothing owed: no lock to take, only the ledger to advance (with the others).
+
+    Safe without the tick lock: a slot another tick claims meanwhile was due for it, not for us,
+    and a slot that becomes due after this look is due at the next tick as well.
+    """
+    from orchestr.scheduling.policy import due_slots, ledger_start
+
+    schedule = workflow.spec.schedule
+    assert schedule is not None
+    ledger = store.last_tick(workflow.name)
+    last = parse_iso(ledger[1]) if ledger else None
+    if ledger is None or store.owed_slots(workflow.name):
+        return False
+    claimed = store.claimed_slots(workflow.name, since=ledger_start(now, last))
+    return not due_slots(schedule, now=now, last_tick=last, claimed=claimed)
 
 
 def tick_workflow(project: Project, store: Store, workflow: LoadedWorkflow, *, now: datetime, launcher: Launcher,
