@@ -94,15 +94,9 @@ def main() -> None:
         measure("example project", example(Path(tmp) / "acme"), "acme", rows)
     with tempfile.TemporaryDirectory() as tmp:
         measure("50 workflows, 500-node tree", generated(Path(tmp)), "org", rows)
-    from rich.console import Console
-    from rich.table import Table
+    from table import print_table
 
-    table = Table(title="orchestr review benchmarks", title_justify="left")
-    for column in ("what", "measured", "goal / relative"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+    print_table("orchestr review benchmarks", rows)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from table import print_table
+
 ROOT = Path(__file__).resolve().parents[1]
 ORCHESTR = [sys.executable, "-m", "orchestr"]
 SLOTS = 96
@@ -68,17 +70,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         drain = drain_seconds(project(Path(tmp) / "drain"))
         runs = runs_seconds(project(Path(tmp) / "runs"))
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="orchestr tick benchmarks", title_justify="left")
-    for column in ("what", "measured", "goal / relative"):
-        table.add_column(column)
-    table.add_row(f"{SLOTS} back-to-back `orchestr run` (one shell step)", f"{runs:.2f} s", "(the reference)")
     verdict = "ok" if drain <= GOAL * runs else "MISSED"
-    table.add_row(f"tick draining {SLOTS} owed slots (catchup: all, overlap: queue)", f"{drain:.2f} s",
-                  f"{drain / runs:.2f}x the runs; goal <= {GOAL}x: {verdict}")
-    Console().print(table)
+    print_table("orchestr tick benchmarks", [
+        (f"{SLOTS} back-to-back `orchestr run` (one shell step)", f"{runs:.2f} s", "(the reference)"),
+        (f"tick draining {SLOTS} owed slots (catchup: all, overlap: queue)", f"{drain:.2f} s",
+         f"{drain / runs:.2f}x the runs; goal <= {GOAL}x: {verdict}"),
+    ])
 
 
 if __name__ == "__main__":
