@@ -10,6 +10,7 @@ from orchestr.ceiling import permission_ceiling
 from orchestr.context import ContextTree, ResolvedContext, permission_level
 from orchestr.errors import Diagnostic, Span, ValidationFailed, did_you_mean
 from orchestr.expressions import ROOTS, ExpressionError, Ref, condition_source, find, references
+from orchestr.governed_passes import governance_writes, server_reach_covered
 from orchestr.models import (
     AgentStep,
     ExprCheck,
@@ -55,6 +56,8 @@ def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfi
     contexts = _contexts(unit, problems)
     problems += _agents(unit, contexts)
     problems += permission_ceiling(unit, contexts)
+    problems += governance_writes(unit)
+    problems += server_reach_covered(unit, contexts, lambda step, context: _permissions(unit, step, context))
     problems += _expressions(unit, upstream, contexts)
     problems += [*_shell_source(unit), *attached_files(unit), *impossible_checks(unit)]
     errors = [p for p in problems if p.severity == "error"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestr.governance import Governance
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.processes import run_process
 
@@ -43,6 +44,7 @@ class ToolContext:
     timeout: float = 30.0
     max_output: int = 64_000
     env: Mapping[str, str] = field(default_factory=dict)
+    governance: Governance = field(default_factory=Governance.for_state_dir)
 
 
 def _schema(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +88,10 @@ def _path(ctx: ToolContext, raw: str, *, write: bool) -> tuple[Path, str]:
     except PathDenied as exc:
         raise _Refused("denied", f"denied: {exc}") from None
     relative = path.relative_to(ctx.root.resolve()).as_posix() if path != ctx.root.resolve() else "."
+    protected = ctx.governance.protecting(relative) if write else None
+    if protected is not None:
+        raise _Refused("denied", f"denied: {relative!r} is in {protected}, which governs agents: no tool may "
+                       "write it, whatever the permissions say")
     decision = ctx.permissions.check_write(relative) if write else ctx.permissions.check_read(relative)
     if not decision.allowed:
         raise _Refused("denied", f"denied: {decision.reason}")
