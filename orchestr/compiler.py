@@ -10,7 +10,7 @@ from orchestr.ceiling import permission_ceiling
 from orchestr.context import ContextTree, ResolvedContext, permission_level
 from orchestr.errors import Diagnostic, Span, ValidationFailed, did_you_mean
 from orchestr.expressions import ROOTS, ExpressionError, Ref, condition_source, find, references
-from orchestr.governed_passes import governance_writes, server_reach_covered
+from orchestr.governed_passes import governance_writes, server_reach_covered, servers_used
 from orchestr.models import (
     AgentStep,
     ExprCheck,
@@ -22,6 +22,7 @@ from orchestr.models import (
 from orchestr.permissions import EffectivePermissions, PermissionLevel
 from orchestr.plan import Plan, PlannedStep, ResolvedAgent, StepId
 from orchestr.project import LoadedWorkflow
+from orchestr.reach import ServerReach, server_reach
 from orchestr.source import PathKey
 from orchestr.step_passes import attached_files, impossible_checks
 
@@ -457,6 +458,7 @@ def _build(
             context=contexts[step_id],
             permissions=_permissions(unit, step, contexts[step_id]) if isinstance(step, AgentStep) else None,
             agent=agent,
+            servers=_servers(unit, agent),
         )
     depth = max(layers.values(), default=-1) + 1
     grouped = tuple(tuple(s for s in order if layers[s] == n) for n in range(depth))
@@ -470,6 +472,12 @@ def _build(
         layers=grouped,
         secrets=tuple(dict.fromkeys((*unit.config.secrets, *unit.wf.spec.secrets))),
     )
+
+
+def _servers(unit: Unit, agent: ResolvedAgent | None) -> tuple[ServerReach, ...]:
+    servers = unit.config.mcp_servers
+    used = servers_used(agent.tools, set(servers)) if agent is not None else []
+    return tuple(server_reach(name, servers[name]) for name in used)
 
 
 def _resolved_agent(unit: Unit, step: AgentStep) -> ResolvedAgent:

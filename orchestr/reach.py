@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from orchestr.models import McpServerSpec, Reach
-from orchestr.permissions import EffectivePermissions
+from orchestr.permissions import EffectivePermissions, glob_match
 
 REACH_KEYS = ("read", "write", "hosts", "commands")
 EVERYTHING = {"read": "**", "write": "**", "hosts": "*", "commands": "*"}
@@ -47,6 +48,15 @@ class ServerReach:
         if isinstance(shown, str):
             return shown
         return "; ".join(f"{key}: {', '.join(values)}" for key, values in shown.items()) or "nothing"
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    """A server a context node's tools allow: its reach, and what of it the node's permissions miss."""
+
+    name: str
+    reach: ServerReach
+    missing: list[str]
 
 
 def write_dir(pattern: str) -> str:
@@ -111,6 +121,13 @@ def _everything_gap(permissions: EffectivePermissions, key: str) -> str | None:
             allowed = ", ".join(getattr(level, key)) or "nothing"
             return f"{key} '{wanted}' not allowed by {level.source} (allows: {allowed})"
     return None
+
+
+def servers_allowed(permissions: EffectivePermissions, servers: Iterable[str]) -> list[str]:
+    """The servers some of whose tools every level's `tools:` may allow (`fs.*`, `fs.read`, `**`...)."""
+    levels = [level.tools for level in permissions.levels if level.tools is not None]
+    return [name for name in servers if levels and all(
+        any(p.startswith(f"{name}.") or glob_match(p, f"{name}.tool") for p in tools) for tools in levels)]
 
 
 def coverage_message(reach: ServerReach, gaps: list[str]) -> str:
