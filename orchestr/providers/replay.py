@@ -27,7 +27,6 @@ from orchestr.providers.base import (
 )
 from orchestr.steps.base import Usage
 
-
 SUMMARY_CHARS = 200
 
 
