@@ -412,6 +412,8 @@ class WorkflowSpec(Strict):
     defaults: WorkflowDefaults = WorkflowDefaults()
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
     steps: tuple[Step, ...] = Field(min_length=1)
+    # run_command's children run in the sandbox, with the step's permissions as their reach
+    sandbox: bool = False
 
 
 # --- orchestr.yaml --------------------------------------------------------------------------

@@ -127,6 +127,12 @@ class EffectivePermissions:
     def check_host(self, host: str) -> Decision:
         return self._check("hosts", host.partition(":")[0] if host.count(":") == 1 else host, repr(host))
 
+    def check_host_any(self) -> bool:
+        """Could any host at all be allowed? (Every level that sets `hosts` lists one, a context among them.)"""
+        setting = [level.hosts for level in self.levels if level.hosts is not None]
+        contexts = [level for level in self.levels if level.is_context and level.hosts is not None]
+        return bool(setting) and all(setting) and (bool(contexts) or not self._in_context)
+
     def covers(self, key: str, pattern: str) -> Decision:
         """Is everything `pattern` (a glob, host pattern or command prefix) names allowed at every level?"""
         return self._check(key, pattern, repr(pattern), as_pattern=True)

@@ -380,3 +380,53 @@ def test_governance_paths_follow_the_state_dir() -> None:
     assert [governance.covered_by(p) for p in ["out/**", "var/**", "*.yaml", "v?r/*/x", "**/*.json", "docs/*"]] == [
         None, "var/orchestr", "orchestr.yaml", "var/orchestr", "contexts", None]
     assert Governance.for_state_dir("/srv/state").paths[-1] == "orchestr.lock"
+
+
+# --- `sandbox: true`: run_command's children inside the sandbox --------------------------------
+
+
+def _sandboxed_workflow(project: ProjectDir, *, context: str) -> None:
+    _agent_project(project, context=f'  commands: [sh, "{sys.executable}"]\n{context}', tools="[run_command]")
+    text = (project.root / "workflows/w.yaml").read_text()
+    project.write("workflows/w.yaml", "sandbox: true\n" + text)
+    (project.root / "data").mkdir()
+
+
+def _sh(script: str) -> ToolCall:
+    return ToolCall("run_command", {"argv": ["sh", "-c", script]})
+
+
+@needs_sandbox
+@pytest.mark.parametrize("write", ['  write: ["out/**"]\n', ""])
+def test_run_command_in_the_sandbox_writes_only_where_the_step_may(project: ProjectDir, server: FakeLLMServer,
+                                                                   write: str, listener: int) -> None:
+    _sandboxed_workflow(project, context=write)
+    before = (project.root / "contexts/ops.yaml").read_text()
+    (project.root / "out").mkdir()
+    calls = [_sh("echo ok > out/a.txt"), _sh("echo widened > contexts/ops.yaml"), _sh("echo x > orchestr.lock"),
+             _sh("ln -s ../contexts out/c && echo widened > out/c/ops.yaml"), _sh("echo x > data/d.txt"),
+             ToolCall("run_command", {"argv": [sys.executable, "-c", "import socket; socket.create_connection("
+                                                                      f"('127.0.0.1', {listener}), timeout=5)"]})]
+    server.anthropic.enqueue(*(Reply.tool_calls(c) for c in calls), Reply.text("done"))
+    result = project.cli("run", "w", "--events", "ev.jsonl", env=server.env())
+    assert result.exit_code == 0, result.output
+    results = _tool_results(server)
+    assert results[0].startswith("exit code: 0")
+    for answer in results[1:4]:
+        assert not answer.startswith("exit code: 0") and "Read-only file system" in answer, answer
+    # with `write` unset every folder of the project is writable but the governance paths
+    assert results[4].startswith("exit code: 0" if not write else "exit code: 2"), results[4]
+    assert not results[5].startswith("exit code: 0") and "ConnectionRefusedError" in results[5], results[5]
+    assert (project.root / "out/a.txt").read_text() == "ok\n"
+    assert (project.root / "contexts/ops.yaml").read_text() == before
+    assert not (project.root / "orchestr.lock").exists()
+    assert (project.root / "data/d.txt").exists() == (not write)
+
+
+def test_sandbox_true_without_a_sandbox_stops_the_run_before_it_starts(project: ProjectDir,
+                                                                       server: FakeLLMServer) -> None:
+    _sandboxed_workflow(project, context="")
+    result = project.cli("run", "w", env={**server.env(), "ORCHESTR_BWRAP": str(project.root / "no-bwrap")})
+    assert result.exit_code == 2, result.output
+    assert "workflows/w.yaml: `sandbox: true` runs run_command's children in a sandbox, but no bubblewrap" in result.stderr
+    assert server.anthropic.requests == []

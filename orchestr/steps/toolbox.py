@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +16,7 @@ from orchestr.providers.base import ToolDef
 from orchestr.reach import coverage_message, reach_gaps, server_reach
 from orchestr.steps.base import Attempt
 from orchestr.tools.builtin import BUILTIN_TOOLS, ToolContext, ToolResult, ToolSpec, call_builtin
+from orchestr.tools.sandbox import Sandbox, permission_reach, sandboxed_argv
 
 TOOL_TIMEOUT_SECONDS = 60.0
 # What run_command children see: enough to work, none of the parent's secrets.
@@ -53,8 +54,10 @@ def check_server_env(config: ProjectConfig, tools: Iterable[str], env: Mapping[s
 
 
 class Toolbox:
-    def __init__(self, config: ProjectConfig, root: Path, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: ProjectConfig, root: Path, *, env: Mapping[str, str] | None = None,
+                 command_sandbox: Sandbox | None = None) -> None:
         self.config = config
+        self.command_sandbox = command_sandbox
         self.root = root
         self.env = dict(os.environ if env is None else env)
         self.governance = Governance.for_state_dir(config.state_dir)
@@ -88,7 +91,7 @@ class Toolbox:
         if name in BUILTIN_TOOLS:
             env = {k: v for k, v in os.environ.items() if k in SAFE_ENV_KEYS}
             ctx = ToolContext(root=self.root, permissions=permissions, timeout=TOOL_TIMEOUT_SECONDS, env=env,
-                              governance=self.governance)
+                              governance=self.governance, sandbox=self._command_wrapper(permissions))
             return call_builtin(name, args, ctx)
         decision = permissions.check_tool(name)
         if not decision.allowed:
@@ -99,6 +102,13 @@ class Toolbox:
         if beyond is not None:
             return ToolResult("denied", f"denied: {beyond}")
         return self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS)
+
+    def _command_wrapper(self, permissions: EffectivePermissions) -> Callable[[list[str]], list[str]] | None:
+        sandbox = self.command_sandbox
+        if sandbox is None:
+            return None
+        reach = permission_reach(permissions)
+        return lambda argv: sandboxed_argv(sandbox, argv, root=self.root, reach=reach, governance=self.governance)
 
     def beyond_reach(self, server: str, permissions: EffectivePermissions) -> str | None:
         """Why the server's reach is more than these permissions allow, or None when they cover it."""

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from orchestr.governance import Governance
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.processes import run_process
+from orchestr.tools.sandbox import SandboxRefused
 
 Outcome = Literal["ok", "denied", "error"]
 MAX_LIST_ENTRIES = 500
@@ -45,6 +46,8 @@ class ToolContext:
     max_output: int = 64_000
     env: Mapping[str, str] = field(default_factory=dict)
     governance: Governance = field(default_factory=Governance.for_state_dir)
+    # with `sandbox: true`: turns run_command's argv into the sandboxed one (raises SandboxRefused)
+    sandbox: Callable[[list[str]], list[str]] | None = None
 
 
 def _schema(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +146,11 @@ def _run_command(args: Mapping[str, object], ctx: ToolContext) -> str:
     decision = ctx.permissions.check_command(argv)
     if not decision.allowed:
         raise _Refused("denied", f"denied: {decision.reason}")
+    if ctx.sandbox is not None:
+        try:
+            argv = ctx.sandbox(argv)
+        except SandboxRefused as exc:
+            raise _Refused("error", f"cannot run {argv[0]!r} in the sandbox: {exc}") from None
     try:
         done = run_process(argv, cwd=ctx.root, env=ctx.env, timeout=ctx.timeout)
     except OSError as exc:

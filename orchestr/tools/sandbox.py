@@ -22,7 +22,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from orchestr.governance import Governance
-from orchestr.reach import ServerReach, write_dir
+from orchestr.permissions import EffectivePermissions
+from orchestr.reach import ServerReach, dir_glob, write_dir
 
 PROBE_TIMEOUT_SECONDS = 10.0
 
@@ -78,10 +79,14 @@ def sandboxed_argv(sandbox: Sandbox, argv: Sequence[str], *, root: Path, reach: 
 
 
 def writable_dirs(base: Path, reach: ServerReach, governance: Governance) -> list[Path]:
-    """The real folders of the write reach, created if missing; none may be or lie in a governance path."""
+    """The real folders of the write reach, created if missing; none may be or lie in a governance path.
+
+    The project root itself is never bound writable, since a governance path that does not exist
+    yet (orchestr.lock) could then be created: its entries other than the governance paths are.
+    """
     guarded = [(path, (base / path).resolve()) for path in governance.paths]
     folders: list[Path] = []
-    for pattern in reach.write:
+    for pattern in _without_root(base, reach.write, governance):
         folder = (base / write_dir(pattern)).resolve()
         if folder != base and base not in folder.parents:
             raise SandboxRefused(f"its write reach '{pattern}' resolves outside the project, to {folder} "
@@ -93,6 +98,32 @@ def writable_dirs(base: Path, reach: ServerReach, governance: Governance) -> lis
         folder.mkdir(parents=True, exist_ok=True)
         folders.append(folder)
     return list(dict.fromkeys(folders))
+
+
+def _without_root(base: Path, patterns: Sequence[str], governance: Governance) -> list[str]:
+    result: list[str] = []
+    for pattern in patterns:
+        if write_dir(pattern):
+            result.append(pattern)
+        else:
+            result += [f"{entry.name}/**" for entry in sorted(base.iterdir())
+                       if entry.is_dir() and governance.protecting(entry.name) is None]
+    return result
+
+
+def permission_reach(permissions: EffectivePermissions) -> ServerReach:
+    """A step's effective permissions as a sandbox reach, for run_command's children.
+
+    Writable: the folders of the most specific `write` level that every level allows (a file-level
+    entry such as `out/r.json` cannot be bound, so it is not writable in the sandbox); with `write`
+    unset, every folder of the project but the governance paths. Network: when `hosts` allows any.
+    """
+    summary = permissions.summary()
+    writes = summary["write"]
+    folders = ["**"] if writes is None else [
+        dir_glob(write_dir(p)) for p in writes if permissions.covers("write", dir_glob(write_dir(p))).allowed]
+    hosts = tuple(summary["hosts"] or ()) if permissions.check_host_any() else ()
+    return ServerReach("run_command", bounded=True, write=tuple(dict.fromkeys(folders)), hosts=hosts)
 
 
 def _governance_inside(base: Path, writable: Sequence[Path], governance: Governance) -> list[Path]:
