@@ -62,4 +62,5 @@ def server_reach_covered(unit: Unit, contexts: dict[StepId, ResolvedContext | No
                     f"step '{step.id}' may use MCP server '{server}' (agent '{step.agent}' has its tools), "
                     f"but {coverage_message(reach, gaps)}",
                     hint=f"allow what is missing in the step's context chain, narrow mcp_servers.{server}.reach "
-                    "in orchestr.yaml, or take the server's tools from the agent")
+                    "in orchestr.yaml, or take the server's tools from the agent (a `write` reach counts by "
+                    "folder, as the sandbox binds it)")
