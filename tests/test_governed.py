@@ -272,6 +272,14 @@ def test_a_server_needs_exactly_one_of_command_and_url(project: ProjectDir, serv
 # --- through a run: the run-time gate, the sandbox, remote servers, recordings ----------------
 
 
+def test_an_allow_grant_covering_governance_is_refused(project: ProjectDir, server: FakeLLMServer) -> None:
+    _agent_project(project)
+    result = project.cli("run", "w", "--allow", "write:contexts/**", env=server.env())
+    assert result.exit_code == 2, result.output
+    assert "--allow write:contexts/**: write: 'contexts/**' covers contexts/, which no agent may write" in result.stderr
+    assert server.anthropic.requests == []
+
+
 def test_a_server_granted_by_allow_beyond_its_reach_is_denied_at_run_time(project: ProjectDir,
                                                                           server: FakeLLMServer) -> None:
     _agent_project(project, servers=f'  fs: {{ command: "{sys.executable}", args: ["{FS_SERVER}"], '

@@ -17,6 +17,7 @@ from pathlib import Path
 from orchestr.context import render_context
 from orchestr.errors import ConfigurationError, UsageError
 from orchestr.expressions import ExpressionError, render_text
+from orchestr.governance import Governance
 from orchestr.models import AgentStep, Budget
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.plan import Plan, PlannedStep, StepId
@@ -276,7 +277,9 @@ def build_agent_runner(plan: Plan, *, record: Path | None, replay: Path | None, 
     for path in attach:
         if not (path if path.is_absolute() else Path.cwd() / path).is_file():
             raise UsageError(f"--attach {path}: no such file")
-    permissions = {s.id: apply_grants(s.permissions, allow) for s in plan.steps.values() if s.permissions is not None}
+    governance = Governance.for_state_dir(project.config.state_dir)
+    permissions = {s.id: apply_grants(s.permissions, allow, governance=governance)
+                   for s in plan.steps.values() if s.permissions is not None}
     pool = ProviderPool(plan, project.config, environ, record=record, replay=replay)
     # tools run for real even with --replay, so their servers' variables are checked either way
     tools = [t for s in plan.steps.values() if s.agent is not None for t in s.agent.tools]
