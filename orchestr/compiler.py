@@ -18,6 +18,7 @@ from orchestr.expressions import (
     condition_source,
     find,
 )
+from orchestr.governed_passes import governance_writes, server_reach_covered, servers_used
 from orchestr.models import (
     AgentStep,
     ExprCheck,
@@ -29,6 +30,7 @@ from orchestr.models import (
 from orchestr.permissions import EffectivePermissions, PermissionLevel
 from orchestr.plan import Plan, PlannedStep, ResolvedAgent, StepId
 from orchestr.project import LoadedWorkflow
+from orchestr.reach import ServerReach, server_reach
 from orchestr.source import PathKey
 from orchestr.step_passes import attached_files, impossible_checks, scheduled_inputs
 
@@ -63,6 +65,8 @@ def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfi
     contexts = _contexts(unit, problems)
     problems += _agents(unit, contexts)
     problems += permission_ceiling(unit, contexts)
+    problems += governance_writes(unit)
+    problems += server_reach_covered(unit, contexts, lambda step, context: _permissions(unit, step, context))
     problems += _expressions(unit, upstream, contexts)
     problems += [*_shell_source(unit), *attached_files(unit), *impossible_checks(unit)]
     errors = [p for p in problems if p.severity == "error"]
@@ -479,6 +483,7 @@ def _build(
             context=contexts[step_id],
             permissions=_permissions(unit, step, contexts[step_id]) if isinstance(step, AgentStep) else None,
             agent=agent,
+            servers=_servers(unit, agent),
         )
     depth = max(layers.values(), default=-1) + 1
     grouped = tuple(tuple(s for s in order if layers[s] == n) for n in range(depth))
@@ -492,6 +497,12 @@ def _build(
         layers=grouped,
         secrets=tuple(dict.fromkeys((*unit.config.secrets, *unit.wf.spec.secrets))),
     )
+
+
+def _servers(unit: Unit, agent: ResolvedAgent | None) -> tuple[ServerReach, ...]:
+    servers = unit.config.mcp_servers
+    used = servers_used(agent.tools, set(servers)) if agent is not None else []
+    return tuple(server_reach(name, servers[name]) for name in used)
 
 
 def _resolved_agent(unit: Unit, step: AgentStep) -> ResolvedAgent:

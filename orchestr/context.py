@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NewType
 
 from orchestr.errors import Diagnostic, Span, ValidationFailed, did_you_mean
+from orchestr.governance import Governance, check_write_globs
 from orchestr.models import PERMISSION_KEYS, ContextNodeSpec, Permissions, Scalar
 from orchestr.permissions import PathDenied, PermissionLevel, resolve_in_root, subsumes
 from orchestr.source import Document, load_yaml
@@ -102,8 +103,9 @@ class ContextTree:
         return [n for k, n in sorted(self.nodes.items()) if n.parent == node_id]
 
 
-def load_tree(root: Path, *, display_root: str = "") -> ContextTree:
+def load_tree(root: Path, *, display_root: str = "", governance: Governance | None = None) -> ContextTree:
     """Load every node under `root/contexts`; ValidationFailed lists every problem found."""
+    governance = governance or Governance.for_state_dir()
     base = root / CONTEXTS_DIR
     nodes: dict[NodeId, ContextNode] = {}
     broken: set[NodeId] = set()
@@ -126,6 +128,7 @@ def load_tree(root: Path, *, display_root: str = "") -> ContextTree:
     tree = ContextTree(root, nodes)
     for node in nodes.values():
         problems.extend(_node_problems(tree, node, broken))
+        problems.extend(_governance_writes(node, governance))
     if problems:
         raise ValidationFailed(problems)
     return tree
@@ -157,6 +160,14 @@ def _node_problems(tree: ContextTree, node: ContextNode, broken: set[NodeId]) ->
     if not problems and all(ancestor in tree.nodes for ancestor in _ancestors(node.id)):
         problems.extend(_widening(tree, node))
     return problems
+
+
+def _governance_writes(node: ContextNode, governance: Governance) -> list[Diagnostic]:
+    """No context may let an agent write the files that govern it (orchestr.governance)."""
+    write = node.spec.permissions.write or ()
+    return [Diagnostic(node.doc.span(("permissions", "write", i)),
+                       f"permissions.write lists '{write[i]}', which covers a governance path", hint=hint)
+            for i, hint in check_write_globs(write, governance)]
 
 
 def _ancestors(node_id: NodeId) -> list[NodeId]:

@@ -7,6 +7,7 @@ PRODUCT.md is here; anything else is an error (`extra="forbid"`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -411,6 +412,8 @@ class WorkflowSpec(Strict):
     defaults: WorkflowDefaults = WorkflowDefaults()
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
     steps: tuple[Step, ...] = Field(min_length=1)
+    # run_command's children run in the sandbox, with the step's permissions as their reach
+    sandbox: bool = False
 
 
 # --- orchestr.yaml --------------------------------------------------------------------------
@@ -422,13 +425,51 @@ class ProviderSpec(Strict):
     api_key_env: EnvName | None = None
 
 
+class Reach(Strict):
+    """What an MCP server can touch, in the keys of permissions; an omitted key reaches nothing."""
+
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+
+    @field_validator("read", "write")
+    @classmethod
+    def _project_relative(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not pattern or pattern.startswith(("/", "\\")) or ".." in re.split(r"[\\/]+", pattern):
+                raise ValueError(f"'{pattern}' must be a glob relative to the project root, without '..' "
+                                 "(e.g. data/**): a server's reach is measured in project paths")
+        return value
+
+
+_HEADER_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def header_variables(value: str) -> list[str]:
+    """The `${NAME}` variables a header value takes from orchestr's environment."""
+    return _HEADER_VAR.findall(value)
+
+
+def expand_header(value: str, environ: Mapping[str, str]) -> str:
+    return _HEADER_VAR.sub(lambda m: environ.get(m[1], ""), value)
+
+
 class McpServerSpec(Strict):
-    command: str
+    """A stdio server (`command`) or a remote one (`url`, Streamable HTTP): exactly one of the two."""
+
+    command: str | None = None
     args: tuple[str, ...] = ()
+    url: Annotated[str, Field(pattern=r"^https?://[^/?#\s]+")] | None = None
+    headers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")], str] = Field(default_factory=dict)
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     # names of orchestr's own environment variables passed through (tokens stay out of the file)
     env_from: tuple[EnvName, ...] = ()
     timeout: PositiveDuration = timedelta(seconds=30)
+    # None: the server is taken to reach everything (only a step allowed everything may use it)
+    reach: Reach | None = None
+    # start a stdio server with a narrower reach without the sandbox (where none can be had)
+    unsafe_no_sandbox: bool = False
 
     @model_validator(mode="after")
     def _one_source_per_variable(self) -> McpServerSpec:
@@ -437,6 +478,31 @@ class McpServerSpec(Strict):
             raise ValueError(f"{', '.join(both)} is set both in `env:` and in `env_from:`: "
                              "keep one (env_from passes orchestr's own value through)")
         return self
+
+    @model_validator(mode="after")
+    def _command_or_url(self) -> McpServerSpec:
+        if (self.command is None) == (self.url is None):
+            which = "both `command:` and `url:`" if self.command is not None else "neither `command:` nor `url:`"
+            raise ValueError(f"an MCP server needs exactly one of `command:` (a stdio server) or `url:` "
+                             f"(a Streamable HTTP server); this one has {which}")
+        if self.url is not None and (self.args or self.env or self.unsafe_no_sandbox):
+            raise ValueError("`args:`, `env:` and `unsafe_no_sandbox:` apply to a stdio server (`command:`), "
+                             "not to a remote one (`url:`)")
+        if self.command is not None and self.headers:
+            raise ValueError("`headers:` apply to a remote server (`url:`), not to a stdio one (`command:`)")
+        unknown = sorted({n for v in self.headers.values() for n in header_variables(v)} - set(self.env_from))
+        if unknown:
+            raise ValueError(f"headers use ${{{unknown[0]}}}, which is not listed in `env_from:`: add "
+                             f"env_from: [{', '.join(unknown)}] so orchestr passes its value")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.url is not None:
+            return self.url
+        import shlex
+
+        return shlex.join([self.command or "", *self.args])
 
 
 class ProjectDefaults(Strict):

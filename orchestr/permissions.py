@@ -4,7 +4,9 @@ key allows it.
 Levels come from the context chain (root first), the agent, the step and per-run grants. Two
 secure defaults on top of the contract's rule: a tool must be listed by some level (an agent has
 no tool it was not given), and `commands`/`hosts` reach outside the project, so with no level
-setting them nothing is allowed. `read`/`write` unset means anywhere inside the project root.
+setting them nothing is allowed. `read`/`write` unset means anywhere inside the project root
+(except the governance paths, which no tool ever writes: orchestr.governance). A `commands` entry
+`*` allows any command; `hosts: ["*"]` any host.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def _argv(command: str) -> tuple[str, ...]:
 def _allows(key: str, patterns: tuple[str, ...], value: str | Sequence[str]) -> bool:
     if key == "commands":
         argv = tuple(value) if not isinstance(value, str) else _argv(value)
-        return any(prefix and argv[: len(prefix)] == prefix for prefix in map(_argv, patterns))
+        return any(prefix == ("*",) or (prefix and argv[: len(prefix)] == prefix) for prefix in map(_argv, patterns))
     assert isinstance(value, str)
     if key == "hosts":
         return any(glob_match(p.lower(), value.lower()) for p in patterns)
@@ -95,7 +97,7 @@ class EffectivePermissions:
     def _in_context(self) -> bool:
         return any(level.is_context for level in self.levels)
 
-    def _check(self, key: str, value: str | Sequence[str], shown: str) -> Decision:
+    def _check(self, key: str, value: str | Sequence[str], shown: str, *, as_pattern: bool = False) -> Decision:
         setting = [level for level in self.levels if getattr(level, key) is not None]
         noun = key[:-1] if key != "commands" else "command"
         if not setting and key in DENY_WHEN_UNSET:
@@ -105,7 +107,7 @@ class EffectivePermissions:
             return Decision(False, f"{noun} {shown} denied: no context in the chain allows any {key}")
         for level in setting:
             patterns = getattr(level, key)
-            if not _allows(key, patterns, value):
+            if not (subsumes(patterns, str(value), key) if as_pattern else _allows(key, patterns, value)):
                 allowed = ", ".join(patterns) or "nothing"
                 return Decision(False, f"{key} {shown} denied by {level.source} (allows: {allowed})")
         return Decision(True)
@@ -124,6 +126,16 @@ class EffectivePermissions:
 
     def check_host(self, host: str) -> Decision:
         return self._check("hosts", host.partition(":")[0] if host.count(":") == 1 else host, repr(host))
+
+    def check_host_any(self) -> bool:
+        """Could any host at all be allowed? (Every level that sets `hosts` lists one, a context among them.)"""
+        setting = [level.hosts for level in self.levels if level.hosts is not None]
+        contexts = [level for level in self.levels if level.is_context and level.hosts is not None]
+        return bool(setting) and all(setting) and (bool(contexts) or not self._in_context)
+
+    def covers(self, key: str, pattern: str) -> Decision:
+        """Is everything `pattern` (a glob, host pattern or command prefix) names allowed at every level?"""
+        return self._check(key, pattern, repr(pattern), as_pattern=True)
 
     def summary(self) -> dict[str, list[str] | None]:
         """Per key, the patterns of the most specific level that sets it (None: unset)."""

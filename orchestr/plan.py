@@ -11,6 +11,7 @@ from typing import Literal, NewType
 from orchestr.context import ResolvedContext
 from orchestr.models import AgentSpec, AgentStep, Budget, Retry, ShellStep, WorkflowSpec
 from orchestr.permissions import EffectivePermissions
+from orchestr.reach import ServerReach
 
 StepId = NewType("StepId", str)
 StepKind = Literal["shell", "agent"]
@@ -38,6 +39,7 @@ class PlannedStep:
     context: ResolvedContext | None
     permissions: EffectivePermissions | None
     agent: ResolvedAgent | None = None
+    servers: tuple[ServerReach, ...] = ()  # the MCP servers whose tools the agent has, with their reach
 
     @property
     def kind(self) -> StepKind:

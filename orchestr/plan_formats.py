@@ -83,6 +83,7 @@ def _step_json(step: PlannedStep) -> dict[str, object]:
         "model": step.agent.model if step.agent else None,
         "tools": list(step.agent.tools) if step.agent else [],
         "permissions": step.permissions.summary() if step.permissions else None,
+        "mcp_servers": {server.name: server.describe() for server in step.servers},
         "timeout": format_duration(step.timeout) if step.timeout else None,
         "retry": _model_json(step.retry),
         "verify": [check_kind(c) for c in step.spec.verify],

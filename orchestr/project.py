@@ -9,6 +9,7 @@ from pathlib import Path
 
 from orchestr.context import ContextTree, load_tree
 from orchestr.errors import Diagnostic, Span, UsageError, ValidationFailed, did_you_mean
+from orchestr.governance import Governance
 from orchestr.models import ProjectConfig, WorkflowSpec
 from orchestr.source import Document, load_yaml
 from orchestr.spec import decode
@@ -52,11 +53,20 @@ class Project:
         path = self.root / CONFIG_FILE
         if not path.is_file():
             return ProjectConfig()
-        return decode(load_yaml(path, display=display_path(path)), ProjectConfig, what="project config")
+        doc = load_yaml(path, display=display_path(path))
+        config = decode(doc, ProjectConfig, what="project config")
+        problems = reach_problems(doc, config)
+        if problems:
+            raise ValidationFailed(problems)
+        return config
 
     @cached_property
     def tree(self) -> ContextTree:
-        return load_tree(self.root, display_root=_prefix(self.root))
+        try:
+            governance = Governance.for_state_dir(self.config.state_dir)
+        except ValidationFailed:  # reported by whoever reads the config; the tree is checked on its own
+            governance = Governance.for_state_dir()
+        return load_tree(self.root, display_root=_prefix(self.root), governance=governance)
 
     @property
     def state_dir(self) -> Path:
@@ -107,6 +117,27 @@ class Project:
 def _prefix(root: Path) -> str:
     shown = display_path(root)
     return "" if shown in ("", ".") else shown.rstrip("/") + "/"
+
+
+def reach_problems(doc: Document, config: ProjectConfig) -> list[Diagnostic]:
+    """An MCP server's `reach.write` may not cover a governance path either, as the sandbox enforces it:
+    it binds folders, so `*.md` makes the project root writable."""
+    from orchestr.reach import dir_glob, write_dir
+
+    governance = Governance.for_state_dir(config.state_dir)
+    problems = []
+    for name, server in config.mcp_servers.items():
+        for i, pattern in enumerate(server.reach.write if server.reach is not None else ()):
+            enforced = dir_glob(write_dir(pattern))
+            covered = governance.covered_by(pattern) or governance.covered_by(enforced)
+            if covered is None:
+                continue
+            widened = f" (the sandbox makes its folder writable: {enforced})" if enforced != pattern else ""
+            problems.append(Diagnostic(
+                doc.span(("mcp_servers", name, "reach", "write", i)),
+                f"mcp_servers.{name}.reach.write lists '{pattern}'{widened}, which covers a governance path",
+                hint=governance.hint(enforced, covered).replace("no agent may write", "no server may write")))
+    return problems
 
 
 def no_workflows(root: Path) -> Diagnostic:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.table import Table
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from orchestr.context import ContextTree
     from orchestr.permissions import EffectivePermissions
     from orchestr.plan import Plan, PlannedStep
+    from orchestr.reach import ServerRow
 
 
 def render_context_tree(tree: ContextTree) -> Tree:
@@ -51,11 +53,23 @@ def render_permissions(permissions: EffectivePermissions) -> Table:
     return table
 
 
+def render_server_reach(rows: Sequence[ServerRow]) -> Table:
+    table = Table(title="MCP servers its tools allow", title_justify="left")
+    table.add_column("server", style="bold")
+    table.add_column("reach")
+    table.add_column("usable here")
+    for row in rows:
+        usable = Text("yes", style="green") if not row.missing else Text("no: " + "; ".join(row.missing), style="red")
+        table.add_row(row.name, row.reach.text(), usable)
+    return table
+
+
 def _permissions_cell(step: PlannedStep) -> str:
     if step.permissions is None:
         return "-"
     summary = step.permissions.summary()
     parts = [f"{k}: {', '.join(v)}" for k, v in summary.items() if v is not None]
+    parts += [f"MCP {server.name} reaches {server.text()}" for server in step.servers]
     return "\n".join(parts) or "-"
 
 

@@ -21,7 +21,6 @@ from orchestr.project import Project
 from orchestr.steps.base import StepRunner
 from orchestr.store import Store
 
-PROVIDER_KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 DEFAULT_MAX_PARALLEL = 8
 
 
@@ -106,10 +105,9 @@ def _typed(spec: InputSpec, text: str) -> object:
 
 
 def secret_values(project: Project, plan: Plan, env: Mapping[str, str]) -> list[str]:
-    names = {*plan.secrets, *PROVIDER_KEY_VARS}
-    names.update(p.api_key_env for p in project.config.providers.values() if p.api_key_env)
-    names.update(n for server in project.config.mcp_servers.values() for n in server.env_from)
-    return [env[n] for n in names if env.get(n)]
+    from orchestr.steps.providers import secret_values as values
+
+    return values(project.config, plan, env)
 
 
 def runners_for(plan: Plan, *, record: Path | None = None, replay: Path | None = None,

@@ -211,6 +211,7 @@ def _project(project: ProjectDir, provider: str, *, context_tools: str, agent_to
           time:
             command: "{TIME_SERVER}"
             args: ["--local-timezone", "UTC"]
+            reach: {{}}
           {servers}
     """)
     project.write("contexts/ops.yaml", f"""
@@ -324,7 +325,7 @@ def test_an_agent_given_an_mcp_tool_its_context_forbids_is_invalid(project: Proj
 def test_a_server_that_cannot_start_fails_the_step_with_its_name(project: ProjectDir,
                                                                 server: FakeLLMServer) -> None:
     _project(project, "anthropic", context_tools='[write_file, "ghost.*"]', agent_tools="[ghost.lookup, write_file]",
-             servers="ghost: { command: no-such-mcp-server }")
+             servers="ghost: { command: no-such-mcp-server, reach: {} }")
     result = project.cli("run", "clock", "--events", "ev.jsonl", env=server.env())
     assert result.exit_code == 1, result.output
     [finished] = _events(project, "step.finished")
@@ -338,7 +339,7 @@ def _crm_project(project: ProjectDir) -> None:
     _install_fake_server(project.root)
     project.write("orchestr.yaml", """
         mcp_servers:
-          crm: { command: bin/fake-mcp, env_from: [ORCHESTR_TEST_CRM_TOKEN] }
+          crm: { command: bin/fake-mcp, env_from: [ORCHESTR_TEST_CRM_TOKEN], reach: {} }
     """)
     project.write("contexts/ops.yaml", """
         title: Ops

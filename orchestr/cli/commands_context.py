@@ -9,7 +9,12 @@ import typer
 from orchestr.cli.common import Format, console, handle_errors, print_json, project
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from orchestr.context import ContextTree
+    from orchestr.models import McpServerSpec
+    from orchestr.permissions import EffectivePermissions
+    from orchestr.reach import ServerRow
 
 context_app = typer.Typer(help="The context tree: what every agent step is told, and allowed.", no_args_is_help=True)
 
@@ -55,6 +60,7 @@ def show(
     resolved = proj.tree.resolve(node)
     text = render_context(resolved, proj.root)
     permissions = EffectivePermissions(resolved.permission_levels())
+    servers = _server_rows(proj.config.mcp_servers, permissions)
     if format is Format.json:
         print_json({
             "node": resolved.id,
@@ -64,10 +70,24 @@ def show(
             "rules": list(resolved.rules),
             "permissions": permissions.summary(),
             "permission_levels": permissions.describe(),
+            "mcp_servers": {row.name: {"reach": row.reach.describe(), "missing": row.missing} for row in servers},
         })
         return
     typer.echo(text, nl=False)
     if not text_only:
-        from orchestr.render import render_permissions
+        from orchestr.render import render_permissions, render_server_reach
 
         console().print(render_permissions(permissions))
+        if servers:
+            console().print(render_server_reach(servers))
+
+
+def _server_rows(servers: Mapping[str, McpServerSpec], permissions: EffectivePermissions) -> list[ServerRow]:
+    """The MCP servers whose tools this node's `tools:` allow, each with its reach and what is missing."""
+    from orchestr.reach import ServerRow, reach_gaps, server_reach, servers_allowed
+
+    rows = []
+    for name in servers_allowed(permissions, servers):
+        reach = server_reach(name, servers[name])
+        rows.append(ServerRow(name, reach, reach_gaps(permissions, reach)))
+    return rows

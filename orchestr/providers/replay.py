@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestr.errors import UsageError
+from orchestr.events import Redactor
 from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import (
     AssistantMessage,
@@ -26,6 +27,8 @@ from orchestr.providers.base import (
     ToolCall,
 )
 from orchestr.steps.base import Usage
+
+SUMMARY_CHARS = 200
 
 
 def request_key(provider: str, request: ModelRequest) -> str:
@@ -48,16 +51,22 @@ def _response_from(data: dict[str, Any]) -> ModelResponse:
 
 
 class RecordingProvider:
-    def __init__(self, inner: Provider, path: Path, lock: threading.Lock) -> None:
+    """Appends each exchange to the file, secrets redacted as in events: the key is a hash of the
+    unredacted request, so replay still matches; a redacted answer replays as `***`."""
+
+    def __init__(self, inner: Provider, path: Path, lock: threading.Lock, *, redactor: Redactor) -> None:
         self.inner = inner
         self.name = inner.name
         self.path = path
         self._lock = lock
+        self._redactor = redactor
 
     def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
         response = self.inner.complete(request, stop=stop)
         line = {"key": request_key(self.name, request), "provider": self.name, "model": request.model,
-                "last_message": _summary(request), "response": _response_json(response)}
+                # redacted before it is cut short, so no secret is left half hidden
+                "last_message": self._redactor.text(_summary(request))[:SUMMARY_CHARS],
+                "response": self._redactor.value(_response_json(response))}
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(line, sort_keys=True) + "\n")
         return response
@@ -68,8 +77,8 @@ def _summary(request: ModelRequest) -> str:
     if last is None:
         return ""
     if isinstance(last, AssistantMessage):
-        return last.text[:200]
-    return json.dumps(dataclasses.asdict(last))[:200]
+        return last.text
+    return json.dumps(dataclasses.asdict(last))
 
 
 class ReplayBook:

@@ -109,9 +109,7 @@ def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str
 
 def _not_started(project: Project, store: Store, workflow: str, slot: datetime, why: str, code: int,
                  env: Mapping[str, str], say: Callable[[str], None]) -> SlotResult:
-    from orchestr.runner import PROVIDER_KEY_VARS
-
-    redact = Redactor([env[n] for n in PROVIDER_KEY_VARS if env.get(n)])
+    redact = Redactor(_project_secrets(project, env))
     detail = f"the run could not start: {redact.text(why)}"
     say(f"error: {detail}")
     store.settle_slot(workflow, slot, outcome="failed",
@@ -124,3 +122,18 @@ def _shown(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+def _project_secrets(project: Project, env: Mapping[str, str]) -> list[str]:
+    """The secret values known without a compiled plan: API keys and the servers' `env_from`."""
+    from orchestr.steps.providers import PROVIDER_KEY_VARS
+
+    names = set(PROVIDER_KEY_VARS)
+    try:
+        config = project.config
+    except OrchestrError:
+        config = None
+    if config is not None:
+        names.update(p.api_key_env for p in config.providers.values() if p.api_key_env)
+        names.update(n for server in config.mcp_servers.values() for n in server.env_from)
+    return [env[n] for n in names if env.get(n)]

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestr.context import render_context
-from orchestr.errors import UsageError
+from orchestr.errors import ConfigurationError, UsageError
 from orchestr.expressions import ExpressionError, render_text
+from orchestr.governance import Governance
 from orchestr.interruption import Interrupted, Stop
 from orchestr.models import AgentStep, Budget
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
@@ -37,6 +38,7 @@ from orchestr.steps.grants import apply_grants, granted_tools
 from orchestr.steps.providers import ProviderPool
 from orchestr.steps.toolbox import Toolbox, ToolServerError, check_server_env
 from orchestr.tools.builtin import ToolResult as ToolOutcome
+from orchestr.tools.sandbox import Sandbox, find_sandbox
 from orchestr.verify import schema_problem
 
 MAX_OUTPUT_RETRIES = 2
@@ -265,6 +267,17 @@ def _feedback(failed: list[CheckResult]) -> str:
             "\nFix the problems using your tools, then answer again.")
 
 
+def _command_sandbox(plan: Plan, environ: Mapping[str, str]) -> Sandbox | None:
+    """With `sandbox: true`, the sandbox run_command's children run in; none to be had is exit 2."""
+    if not plan.spec.sandbox:
+        return None
+    sandbox = find_sandbox(environ)
+    if isinstance(sandbox, str):
+        raise ConfigurationError(f"{plan.display}: `sandbox: true` runs run_command's children in a sandbox, but "
+                                 f"{sandbox}; install bubblewrap, or remove `sandbox: true`")
+    return sandbox
+
+
 def build_agent_runner(plan: Plan, *, record: Path | None, replay: Path | None, attach: list[Path],
                        allow: list[str], env: Mapping[str, str] | None = None) -> AgentRunner:
     """Everything agent steps need, checked before anything runs (exit 2 on a problem)."""
@@ -277,11 +290,13 @@ def build_agent_runner(plan: Plan, *, record: Path | None, replay: Path | None, 
     for path in attach:
         if not (path if path.is_absolute() else Path.cwd() / path).is_file():
             raise UsageError(f"--attach {path}: no such file")
-    permissions = {s.id: apply_grants(s.permissions, allow) for s in plan.steps.values() if s.permissions is not None}
+    governance = Governance.for_state_dir(project.config.state_dir)
+    permissions = {s.id: apply_grants(s.permissions, allow, governance=governance)
+                   for s in plan.steps.values() if s.permissions is not None}
     pool = ProviderPool(plan, project.config, environ, record=record, replay=replay)
     # tools run for real even with --replay, so their servers' variables are checked either way
     tools = [t for s in plan.steps.values() if s.agent is not None for t in s.agent.tools]
     check_server_env(project.config, [*tools, *granted_tools(allow)], environ)
-    toolbox = Toolbox(project.config, plan.root, env=environ)
+    toolbox = Toolbox(project.config, plan.root, env=environ, command_sandbox=_command_sandbox(plan, environ))
     return AgentRunner(pool=pool, toolbox=toolbox, attachments=[p.resolve() for p in attach],
                        budget=RunBudget(plan.spec.budget), permissions=permissions, extra_tools=granted_tools(allow))

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from orchestr.errors import UsageError
+from orchestr.governance import Governance
 from orchestr.models import PERMISSION_KEYS
 from orchestr.permissions import EffectivePermissions, PermissionLevel, subsumes
 
@@ -22,10 +23,15 @@ def parse_grant(text: str) -> tuple[str, str]:
     return key, value
 
 
-def apply_grants(permissions: EffectivePermissions, grants: Sequence[str]) -> EffectivePermissions:
+def apply_grants(permissions: EffectivePermissions, grants: Sequence[str], *,
+                 governance: Governance | None = None) -> EffectivePermissions:
     levels = list(permissions.levels)
+    governance = governance or Governance.for_state_dir()
     for text in grants:
         key, value = parse_grant(text)
+        covered = governance.covered_by(value) if key == "write" else None
+        if covered is not None:
+            raise UsageError(f"--allow {text}: {governance.hint(value, covered)}")
         contexts = [level for level in levels if level.is_context]
         if key in ("commands", "hosts") and not any(getattr(level, key) is not None for level in contexts):
             raise UsageError(f"--allow {text}: no context in the chain allows any {key}; "

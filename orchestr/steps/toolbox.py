@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from orchestr.errors import ConfigurationError
+from orchestr.governance import Governance
 from orchestr.interruption import NEVER, Stop
 from orchestr.models import ProjectConfig
 from orchestr.permissions import EffectivePermissions
 from orchestr.providers.base import ToolDef
+from orchestr.reach import coverage_message, reach_gaps, server_reach
 from orchestr.steps.base import Attempt
 from orchestr.tools.builtin import BUILTIN_TOOLS, ToolContext, ToolResult, ToolSpec, call_builtin
+from orchestr.tools.sandbox import Sandbox, permission_reach, sandboxed_argv
 
 TOOL_TIMEOUT_SECONDS = 60.0
 # What run_command children see: enough to work, none of the parent's secrets.
@@ -54,10 +57,13 @@ def check_server_env(config: ProjectConfig, tools: Iterable[str], env: Mapping[s
 
 
 class Toolbox:
-    def __init__(self, config: ProjectConfig, root: Path, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: ProjectConfig, root: Path, *, env: Mapping[str, str] | None = None,
+                 command_sandbox: Sandbox | None = None) -> None:
         self.config = config
+        self.command_sandbox = command_sandbox
         self.root = root
         self.env = dict(os.environ if env is None else env)
+        self.governance = Governance.for_state_dir(config.state_dir)
         self._hub: ToolServers | None = None
         self._lock = threading.Lock()
 
@@ -66,7 +72,7 @@ class Toolbox:
             if self._hub is None:
                 from orchestr.tools.mcp import McpHub
 
-                self._hub = McpHub(self.config.mcp_servers, self.root, env=self.env)
+                self._hub = McpHub(self.config.mcp_servers, self.root, env=self.env, governance=self.governance)
             return self._hub
 
     def definitions(self, names: Sequence[str], permissions: EffectivePermissions, *,
@@ -78,7 +84,7 @@ class Toolbox:
                 spec = BUILTIN_TOOLS[name]
                 if permissions.check_tool(name).allowed:
                     defs.append(ToolDef(spec.name, spec.description, dict(spec.input_schema)))
-            elif "." in name:
+            elif "." in name and self.beyond_reach(name.partition(".")[0], permissions) is None:
                 for spec in self._mcp().tools(name.partition(".")[0], stop=stop):
                     if _matches(name, spec.name) and permissions.check_tool(spec.name).allowed:
                         defs.append(ToolDef(spec.name, spec.description, dict(spec.input_schema)))
@@ -90,16 +96,36 @@ class Toolbox:
         if name in BUILTIN_TOOLS:
             env = {k: v for k, v in os.environ.items() if k in SAFE_ENV_KEYS}
             ctx = ToolContext(root=self.root, permissions=permissions, timeout=TOOL_TIMEOUT_SECONDS, env=env,
-                              stop=stop, processes=attempt.processes)
+                              stop=stop, processes=attempt.processes,
+                              governance=self.governance, sandbox=self._command_wrapper(permissions))
             return call_builtin(name, args, ctx)
         decision = permissions.check_tool(name)
         if not decision.allowed:
             return ToolResult("denied", f"denied: {decision.reason}")
         if "." not in name or name.partition(".")[0] not in self.config.mcp_servers:
             return ToolResult("error", f"unknown tool {name!r}")
+        beyond = self.beyond_reach(name.partition(".")[0], permissions)
+        if beyond is not None:
+            return ToolResult("denied", f"denied: {beyond}")
         # The call's own limit stays whole: the step's deadline ends it through `stop`, as a timeout
         # of the step rather than an error the model would read.
         return self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS, stop=stop)
+
+    def _command_wrapper(self, permissions: EffectivePermissions) -> Callable[[list[str]], list[str]] | None:
+        sandbox = self.command_sandbox
+        if sandbox is None:
+            return None
+        reach = permission_reach(permissions)
+        return lambda argv: sandboxed_argv(sandbox, argv, root=self.root, reach=reach, governance=self.governance)
+
+    def beyond_reach(self, server: str, permissions: EffectivePermissions) -> str | None:
+        """Why the server's reach is more than these permissions allow, or None when they cover it."""
+        spec = self.config.mcp_servers.get(server)
+        if spec is None:
+            return None
+        reach = server_reach(server, spec)
+        gaps = reach_gaps(permissions, reach)
+        return coverage_message(reach, gaps) if gaps else None
 
     def close(self) -> None:
         if self._hub is not None:

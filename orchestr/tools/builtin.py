@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestr.governance import Governance
 from orchestr.interruption import NEVER, Interrupted, Stop, wait_future
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.processes import ProcessRegistry, run_process
+from orchestr.tools.sandbox import SandboxRefused
 
 Outcome = Literal["ok", "denied", "error"]
 MAX_LIST_ENTRIES = 500
@@ -51,6 +53,9 @@ class ToolContext:
     env: Mapping[str, str] = field(default_factory=dict)
     stop: Stop = NEVER  # the step's deadline and cancel: a command or request in flight gives up on either
     processes: ProcessRegistry | None = None  # the run's process groups, stopped on cancel
+    governance: Governance = field(default_factory=Governance.for_state_dir)
+    # with `sandbox: true`: turns run_command's argv into the sandboxed one (raises SandboxRefused)
+    sandbox: Callable[[list[str]], list[str]] | None = None
 
 
 def _schema(required: list[str], **props: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +99,10 @@ def _path(ctx: ToolContext, raw: str, *, write: bool) -> tuple[Path, str]:
     except PathDenied as exc:
         raise _Refused("denied", f"denied: {exc}") from None
     relative = path.relative_to(ctx.root.resolve()).as_posix() if path != ctx.root.resolve() else "."
+    protected = ctx.governance.protecting(relative) if write else None
+    if protected is not None:
+        raise _Refused("denied", f"denied: {relative!r} is in {protected}, which governs agents: no tool may "
+                       "write it, whatever the permissions say")
     decision = ctx.permissions.check_write(relative) if write else ctx.permissions.check_read(relative)
     if not decision.allowed:
         raise _Refused("denied", f"denied: {decision.reason}")
@@ -145,6 +154,11 @@ def _run_command(args: Mapping[str, object], ctx: ToolContext) -> str:
     decision = ctx.permissions.check_command(argv)
     if not decision.allowed:
         raise _Refused("denied", f"denied: {decision.reason}")
+    if ctx.sandbox is not None:
+        try:
+            argv = ctx.sandbox(argv)
+        except SandboxRefused as exc:
+            raise _Refused("error", f"cannot run {argv[0]!r} in the sandbox: {exc}") from None
     try:
         done = run_process(argv, cwd=ctx.root, env=ctx.env, timeout=ctx.stop.bound(ctx.timeout),
                            registry=ctx.processes)

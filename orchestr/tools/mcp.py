@@ -1,4 +1,5 @@
-"""MCP servers' tools over stdio, through the official `mcp` SDK: the toolbox's `ToolServers`.
+"""MCP servers' tools over stdio or Streamable HTTP, through the official `mcp` SDK: the toolbox's
+`ToolServers`. A stdio server with a declared reach starts inside the sandbox (orchestr.tools.sandbox).
 
 The engine is synchronous and threaded; the SDK is asyncio. The hub owns one event-loop thread,
 started on first use. Each server is one long-lived task in that loop, started on first use: it
@@ -15,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
+import shutil
 import tempfile
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Future
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TextIO, TypeVar
 
 import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -30,10 +32,13 @@ from mcp import types as mcp_types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
+from orchestr.governance import Governance
 from orchestr.interruption import NEVER, Interrupted, Stop, WaitExpired, wait_future
-from orchestr.models import McpServerSpec
+from orchestr.models import McpServerSpec, expand_header
+from orchestr.reach import server_reach
 from orchestr.steps.toolbox import ToolServerError
 from orchestr.tools.builtin import ToolResult, ToolSpec
+from orchestr.tools.sandbox import SandboxRefused, find_sandbox, sandboxed_argv
 
 MAX_RESULT_CHARS = 64_000
 MAX_TOOL_PAGES = 100
@@ -42,6 +47,8 @@ STDERR_TAIL_BYTES = 2_000
 SHUTDOWN_GRACE_SECONDS = 8.0
 
 T = TypeVar("T")
+Streams = tuple[Any, Any]  # the transport's (read, write) streams, as ClientSession takes them
+Opener = Callable[[TextIO], AbstractAsyncContextManager[Streams]]
 
 
 class McpError(ToolServerError):
@@ -61,7 +68,7 @@ class _Server:
 
     @property
     def label(self) -> str:
-        return f"MCP server '{self.name}' ({shlex.join([self.spec.command, *self.spec.args])})"
+        return f"MCP server '{self.name}' ({self.spec.label})"
 
     @property
     def startup_timeout(self) -> float:
@@ -72,9 +79,10 @@ class McpHub:
     """The declared MCP servers, each started on first use and stopped by `close()`."""
 
     def __init__(self, servers: Mapping[str, McpServerSpec], root: Path, *,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, governance: Governance | None = None) -> None:
         self._specs = dict(servers)
         self._root = root
+        self._governance = governance or Governance.for_state_dir()
         self._env = dict(os.environ if env is None else env)  # orchestr's own, for `env_from`
         self._servers: dict[str, _Server] = {}
         self._lock = threading.Lock()
@@ -143,7 +151,13 @@ class McpHub:
                                f"orchestr.yaml: {declared})")
             entry = _Server(name, spec)
             self._servers[name] = entry
-            self._submit_locked(_serve(entry, _parameters(spec, self._root, self._env)))
+            try:
+                opener = _opener(entry, self._root, self._env, self._governance)
+            except McpError as exc:
+                entry.ready.set_exception(exc)
+                entry.finished.set()
+                return entry
+            self._submit_locked(_serve(entry, opener))
             return entry
 
     def _submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
@@ -162,13 +176,12 @@ class McpHub:
 # --- one server's lifetime --------------------------------------------------------------------
 
 
-async def _serve(entry: _Server, parameters: StdioServerParameters) -> None:
+async def _serve(entry: _Server, opener: Opener) -> None:
     """Start the server, list its tools, then hold its session open until told to stop."""
     # The server's stderr goes to a file, not the terminal: its tail explains a failed start.
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
         try:
-            async with stdio_client(parameters, errlog=stderr) as (read, write), \
-                    ClientSession(read, write) as session:
+            async with opener(stderr) as (read, write), ClientSession(read, write) as session:
                 with anyio.fail_after(entry.startup_timeout):
                     await session.initialize()
                     tools = await _list_tools(session, entry.name)
@@ -183,9 +196,48 @@ async def _serve(entry: _Server, parameters: StdioServerParameters) -> None:
             entry.finished.set()
 
 
-def _parameters(spec: McpServerSpec, root: Path, environ: Mapping[str, str]) -> StdioServerParameters:
-    return StdioServerParameters(command=_resolve_command(spec.command, root), args=list(spec.args),
-                                 env=server_env(spec, environ) or None, cwd=root)
+def _opener(entry: _Server, root: Path, environ: Mapping[str, str], governance: Governance) -> Opener:
+    """How to connect: Streamable HTTP for `url:`, else stdio, sandboxed when the reach is bounded."""
+    spec = entry.spec
+    if spec.url is not None:
+        headers = {key: expand_header(value, environ) for key, value in spec.headers.items()}
+        url = spec.url
+        return lambda _stderr: _remote(url, headers)
+    argv = [_resolve_command(spec.command or "", root), *spec.args]
+    reach = server_reach(entry.name, spec)
+    if reach.bounded and not spec.unsafe_no_sandbox:
+        argv = _sandboxed(entry, argv, root=root, environ=environ, governance=governance)
+    parameters = StdioServerParameters(command=argv[0], args=argv[1:], env=server_env(spec, environ) or None,
+                                       cwd=root)
+    return lambda stderr: stdio_client(parameters, errlog=stderr)
+
+
+def _sandboxed(entry: _Server, argv: list[str], *, root: Path, environ: Mapping[str, str],
+               governance: Governance) -> list[str]:
+    reach = server_reach(entry.name, entry.spec)
+    found = shutil.which(argv[0], path=environ.get("PATH"))
+    if found is None:  # inside the sandbox the error would only be "it closed the connection"
+        raise McpError(f"{entry.label} failed to start: command not found: {entry.spec.command}")
+    sandbox = find_sandbox(environ)
+    if isinstance(sandbox, str):
+        raise McpError(f"{entry.label} was not started: its reach ({reach.text()}) is narrower than "
+                       f"everything, so it runs only in a sandbox, and {sandbox}; install bubblewrap, or set "
+                       f"mcp_servers.{entry.name}.unsafe_no_sandbox: true in orchestr.yaml to run it unconfined")
+    try:
+        return sandboxed_argv(sandbox, [found, *argv[1:]], root=root, reach=reach, governance=governance)
+    except SandboxRefused as exc:
+        raise McpError(f"{entry.label} was not started: {exc}") from None
+
+
+@asynccontextmanager
+async def _remote(url: str, headers: dict[str, str]) -> AsyncIterator[Streams]:
+    """A Streamable HTTP session's streams, with orchestr's client (and its headers) closed after."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    async with create_mcp_http_client(headers=headers) as client, \
+            streamable_http_client(url, http_client=client) as streams:
+        yield streams[0], streams[1]
 
 
 def server_env(spec: McpServerSpec, environ: Mapping[str, str]) -> dict[str, str]:
