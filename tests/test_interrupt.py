@@ -53,6 +53,8 @@ def _project(project: ProjectDir, provider: str, *, step: str = "timeout: 2s", t
           sleeper:
             command: "{sys.executable}"
             args: ["{SLEEPER}", "{project.root / 'server.pid'}"]
+            reach: {{}}
+            unsafe_no_sandbox: true  # it writes its pid where the test can read it (outside a PID namespace)
     """)
     project.write("contexts/ops.yaml", """
         title: Ops
@@ -172,13 +174,15 @@ def test_sigterm_during_a_model_reply_exits_130_at_once_and_records_cancelled(
 def test_a_schedule_deadline_cuts_a_30s_model_reply(project: ProjectDir, server: FakeLLMServer) -> None:
     _project(project, "anthropic", step="")
     with (project.root / "workflows/slow.yaml").open("a") as handle:
-        handle.write('schedule: { cron: "0 * * * *", deadline: 3s }\n')
+        # 6 s: room for the drainer to start and send the request on a loaded machine
+        handle.write('schedule: { cron: "0 * * * *", deadline: 6s }\n')
     server.anthropic.enqueue(Reply.text("too late", delay=LONG))
     began = time.monotonic()
     result = project.run("tick", "--now", "2026-12-02T03:00:20Z", "--wait", env=server.env())
     elapsed = time.monotonic() - began
     assert result.exit_code == 1, result.output
-    assert elapsed < 3 + PROMPT_BOUND, f"the run took {elapsed:.1f}s"
+    assert elapsed < 6 + PROMPT_BOUND, f"the run took {elapsed:.1f}s"
+    assert len(server.requests) == 1, "the model was never asked: the deadline came first"
     detail = _detail(project)
     assert detail["status"] == "timed-out"
     assert detail["steps"][0]["status"] == "cancelled"  # not `succeeded` once the reply would come

@@ -20,7 +20,7 @@ VENV_BIN = Path(sys.executable).parent
 CONFIG = """\
 defaults: { model: "anthropic:claude-sonnet-4-6" }
 mcp_servers:
-  clock: { command: mcp-server-time, args: ["--local-timezone", "UTC"] }
+  clock: { command: mcp-server-time, args: ["--local-timezone", "UTC"], reach: {} }
 """
 ORG = """\
 title: Org
