@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from orchestr.store import Store
@@ -100,7 +101,7 @@ def test_cancel_stops_the_run_and_records_cancelled(project: ProjectDir) -> None
             run.kill()
             run.communicate()
     child = int((project.root / "child.pid").read_text())
-    assert not os.path.exists(f"/proc/{child}") or " Z " in open(f"/proc/{child}/stat").read()
+    assert not os.path.exists(f"/proc/{child}") or " Z " in Path(f"/proc/{child}/stat").read_text()
     shown = json.loads(project.cli("runs", "show", row["id"], "--format", "json").stdout)
     assert shown["status"] == "cancelled" and shown["steps"][0]["status"] == "cancelled"
     again = project.cli("cancel", row["id"])

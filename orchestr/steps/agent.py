@@ -32,7 +32,14 @@ from orchestr.providers.base import (
     ToolResultsMessage,
     UserMessage,
 )
-from orchestr.steps.base import MESSAGE_CHARS, ActionResult, Attempt, CheckResult, ToolCallRecord, Usage
+from orchestr.steps.base import (
+    MESSAGE_CHARS,
+    ActionResult,
+    Attempt,
+    CheckResult,
+    ToolCallRecord,
+    Usage,
+)
 from orchestr.steps.grants import apply_grants, granted_tools
 from orchestr.steps.providers import ProviderPool
 from orchestr.steps.toolbox import Toolbox, ToolServerError, check_server_env
