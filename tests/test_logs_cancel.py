@@ -149,3 +149,33 @@ def test_cancel_refuses_a_pid_it_cannot_prove_is_the_run(project: ProjectDir) ->
     assert result.exit_code == 1, result.output
     assert f"pid {os.getpid()} is not proven to be run 20261124-081500-abcdef's process" in result.stderr
     assert "nothing was signalled" in result.stderr
+
+
+def test_logs_and_cancel_of_an_unknown_run_say_so(project: ProjectDir) -> None:
+    project.write("workflows/job.yaml", """
+        name: job
+        steps: [ { id: work, run: "true" } ]
+    """)
+    for command in ("logs", "cancel"):
+        result = project.cli(command, "nope")
+        assert result.exit_code == 2 and "no run 'nope' (see `orchestr runs list`)" in result.stderr
+
+
+def test_cancel_refuses_a_run_on_another_host(project: ProjectDir) -> None:
+    import sqlite3
+
+    project.write("workflows/job.yaml", """
+        name: job
+        steps: [ { id: work, run: "true" } ]
+    """)
+    store = Store(project.root / ".orchestr")
+    try:
+        store.create_run(run_id="20261124-081500-abcdef", workflow="job", trigger="manual", inputs={}, options={})
+    finally:
+        store.close()
+    with sqlite3.connect(project.root / ".orchestr" / "state.db") as db:
+        db.execute("UPDATE runs SET host='build-7' WHERE id='20261124-081500-abcdef'")
+    db.close()
+    result = project.cli("cancel", "20261124-081500-abcdef")
+    assert result.exit_code == 2, result.output
+    assert "runs on host build-7" in result.stderr and "cancel it there" in result.stderr
