@@ -84,6 +84,13 @@ class ActivitySink(Protocol):
     def activity(self, step: str, attempt: int, doing: str) -> None: ...
 
 
+@runtime_checkable
+class ContentSink(Protocol):
+    """The prompt an agent attempt starts with, for exporters that send content when opted in; never stored."""
+
+    def content(self, step: str, attempt: int, *, prompt: str, instructions: str) -> None: ...
+
+
 class Redactor:
     """Replaces every secret value in strings (nested anywhere) with ***."""
 
@@ -122,6 +129,7 @@ class EventBus:
         self._log_sinks = list(log_sinks)
         both = {id(s): s for s in (*self._sinks, *self._log_sinks) if isinstance(s, ActivitySink)}
         self._activity_sinks: list[ActivitySink] = list(both.values())
+        self._content_sinks = [s for s in self._sinks if isinstance(s, ContentSink)]
         self._lock = threading.Lock()
 
     def emit(self, kind: EventKind, /, *, step: str | None = None, attempt: int | None = None, **data: object) -> Event:
@@ -138,6 +146,10 @@ class EventBus:
             text = self.redactor.text(doing)
             for sink in self._activity_sinks:
                 sink.activity(step, attempt, text)
+
+    def content(self, step: str, attempt: int, *, prompt: str, instructions: str) -> None:
+        for sink in self._content_sinks:
+            sink.content(step, attempt, prompt=self.redactor.text(prompt), instructions=self.redactor.text(instructions))
 
     def log(self, line: LogLine) -> None:
         clean = LogLine(line.step, line.attempt, line.stream, self.redactor.text(line.text))

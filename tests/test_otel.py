@@ -45,7 +45,7 @@ def _project(project: ProjectDir) -> None:
           - id: triage
             needs: [fetch]
             agent: triager
-            prompt: Write out/triage.json.
+            prompt: Write out/triage.json for ${{ env.TOKEN }}.
             verify:
               - file_exists: out/triage.json
     """)
@@ -92,18 +92,23 @@ def test_a_run_exports_genai_spans_under_the_callers_trace(project: ProjectDir, 
     assert [t.attributes["gen_ai.tool.name"] for t in tools] == ["write_file", "write_file"]
     assert [t.status_code for t in tools] == [0, 2]  # ok, then a refusal (STATUS_CODE_ERROR)
     assert all("gen_ai.tool.call.arguments" not in t.attributes for t in tools)  # not opted in
+    assert "gen_ai.input.messages" not in agent.attributes and "gen_ai.system_instructions" not in agent.attributes
     (check,) = receiver.named("verify ")
     assert check.attributes["orchestr.verify.check"] == "file_exists" and check.attributes["orchestr.verify.passed"]
     assert check.parent_id in {agent.span_id, steps["triage"].span_id}
 
 
-def test_tool_arguments_are_exported_redacted_only_when_opted_in(project: ProjectDir, server: FakeLLMServer) -> None:
+def test_prompts_and_tool_arguments_are_exported_redacted_only_when_opted_in(project: ProjectDir, server: FakeLLMServer) -> None:
     _project(project)
     with OtlpReceiver() as receiver:
         _run(project, server, receiver, OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true")
     first = receiver.named("execute_tool ")[0]
     args = json.loads(first.attributes["gen_ai.tool.call.arguments"])
     assert args == {"path": "out/triage.json", "content": "token ***"}
+    (agent,) = receiver.named("invoke_agent ")
+    (message,) = json.loads(agent.attributes["gen_ai.input.messages"])
+    assert message["role"] == "user" and "Write out/triage.json for ***." in message["parts"][0]["content"]
+    assert json.loads(agent.attributes["gen_ai.system_instructions"]) == [{"type": "text", "content": "You triage."}]
     assert all("s3cr3t-v4lue" not in json.dumps(s.attributes) for s in receiver.spans)
 
 

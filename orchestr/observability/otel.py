@@ -3,7 +3,8 @@
 The engine does not change: spans are built from the same events the trace and the store get.
 Model and tool calls are reported when they end, with their duration, so their spans start at
 `ts - duration_ms`. Event values arrive redacted from the bus; tool arguments are exported only
-when OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true. The exporter is the SDK's
+when OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true, and so are an agent attempt's
+prompt and instructions (through the bus's content channel, redacted, never stored). The exporter is the SDK's
 OTLP/HTTP one, configured by the standard OTEL_EXPORTER_OTLP_* variables; a `TRACEPARENT` in the
 environment makes the run a child of that trace (a CI job's, say).
 """
@@ -141,6 +142,15 @@ class OtelSink:
                 self._run.set_status(Status(StatusCode.ERROR, status))
             self._run.end(end_time=_ns(event.ts))
         self._provider.shutdown()  # flushes: the run's spans leave before the process does
+
+    def content(self, step: str, attempt: int, *, prompt: str, instructions: str) -> None:
+        """The attempt's prompt and instructions on its `invoke_agent` span, only when opted in (redacted)."""
+        span = self._agent_spans.get((step, attempt))
+        if not self._capture or span is None:
+            return
+        span.set_attribute("gen_ai.input.messages",
+                           json.dumps([{"role": "user", "parts": [{"type": "text", "content": prompt}]}]))
+        span.set_attribute("gen_ai.system_instructions", json.dumps([{"type": "text", "content": instructions}]))
 
     # --- calls and checks -----------------------------------------------------------------------
 

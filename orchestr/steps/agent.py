@@ -100,6 +100,7 @@ class AgentRunner:
             first = self._first_message(attempt)
         except (ExpressionError, OSError, PathDenied) as exc:  # the same on every attempt
             return ActionResult("error", error=f"prompt: {exc}", permanent=True)
+        attempt.bus.content(step.id, attempt.number, prompt=first, instructions=step.agent.spec.instructions.strip())
         provider = self.pool.get(step.agent.model, attempt)
         convo = Conversation([UserMessage(first)])
         try:
