@@ -46,6 +46,7 @@ bench: install
 	$(PY) bench/run.py
 	$(PY) bench/review.py
 	$(PY) bench/tick.py
+	$(PY) bench/otel.py
 
 # Offline: the agent's model exchange is replayed from a recording; its tools and checks run for real.
 demo: install

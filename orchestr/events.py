@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol, TextIO
+from typing import Literal, Protocol, TextIO, runtime_checkable
 
 EventKind = Literal[
     "run.started",
@@ -77,6 +77,20 @@ class LogSink(Protocol):
     def log(self, line: LogLine) -> None: ...
 
 
+@runtime_checkable
+class ActivitySink(Protocol):
+    """What a running step waits on now (a model call, a tool): for live views only, never stored."""
+
+    def activity(self, step: str, attempt: int, doing: str) -> None: ...
+
+
+@runtime_checkable
+class ContentSink(Protocol):
+    """The prompt an agent attempt starts with, for exporters that send content when opted in; never stored."""
+
+    def content(self, step: str, attempt: int, *, prompt: str, instructions: str) -> None: ...
+
+
 class Redactor:
     """Replaces every secret value in strings (nested anywhere) with ***."""
 
@@ -113,6 +127,9 @@ class EventBus:
         self.redactor = redactor
         self._sinks = list(sinks)
         self._log_sinks = list(log_sinks)
+        both = {id(s): s for s in (*self._sinks, *self._log_sinks) if isinstance(s, ActivitySink)}
+        self._activity_sinks: list[ActivitySink] = list(both.values())
+        self._content_sinks = [s for s in self._sinks if isinstance(s, ContentSink)]
         self._lock = threading.Lock()
 
     def emit(self, kind: EventKind, /, *, step: str | None = None, attempt: int | None = None, **data: object) -> Event:
@@ -123,6 +140,16 @@ class EventBus:
             for sink in self._sinks:
                 sink.emit(event)
         return event
+
+    def activity(self, step: str, attempt: int, doing: str) -> None:
+        if self._activity_sinks:
+            text = self.redactor.text(doing)
+            for sink in self._activity_sinks:
+                sink.activity(step, attempt, text)
+
+    def content(self, step: str, attempt: int, *, prompt: str, instructions: str) -> None:
+        for sink in self._content_sinks:
+            sink.content(step, attempt, prompt=self.redactor.text(prompt), instructions=self.redactor.text(instructions))
 
     def log(self, line: LogLine) -> None:
         clean = LogLine(line.step, line.attempt, line.stream, self.redactor.text(line.text))

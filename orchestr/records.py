@@ -43,19 +43,40 @@ def runs_table(rows: list[RunRow]) -> Table:
     return table
 
 
+def event_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored event row as its docs/events.md line (without `run` and `workflow`, which the run has)."""
+    record: dict[str, Any] = {"seq": row["seq"], "ts": row["ts"], "event": row["event"]}
+    if row["step"] is not None:
+        record["step"] = row["step"]
+    if row["attempt"] is not None:
+        record["attempt"] = row["attempt"]
+    record.update(row["data"])
+    return record
+
+
 def run_detail(store: Store, row: RunRow) -> dict[str, Any]:
     attempts = store.attempts(row.id)
+    events = [event_json(e) for e in store.events(row.id)]
     steps = []
     for step in store.steps(row.id):
         step["attempt_records"] = [a for a in attempts if a["step_id"] == step["step_id"]]
+        for attempt in step["attempt_records"]:
+            attempt["model_calls"] = [_model_call(e) for e in events if e["event"] == "model.call"
+                                      and e.get("step") == step["step_id"] and e.get("attempt") == attempt["attempt"]]
         steps.append(step)
-    return {**run_summary(row), "steps": steps}
+    return {**run_summary(row), "steps": steps, "events": events}
+
+
+def _model_call(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in ("seq", "event", "step", "attempt")}
 
 
 def run_tree(detail: dict[str, Any]) -> Tree:
     status = detail["status"]
     tree = Tree(Text.assemble(("run ", "bold"), (detail["id"], "bold cyan"), f"  {detail['workflow']}  ",
-                              (status, STATUS_STYLE.get(status, "red")), f"  exit {detail['exit_code']}"))
+                              (status, STATUS_STYLE.get(status, "red")),
+                              f"  exit {detail['exit_code']}" if detail["exit_code"] is not None else
+                              f"  pid {detail['pid']} (follow it: orchestr logs {detail['id']} -f)" if status == "running" else ""))
     if detail.get("error"):
         tree.add(Text(f"error: {detail['error']}", style="red"))
     tokens = detail.get("tokens") or {}
@@ -75,8 +96,14 @@ def _add_attempt(branch: Tree, attempt: dict[str, Any]) -> None:
                                     f"  {_duration(attempt['started_at'], attempt['finished_at'])}",
                                     f"  exit {attempt['exit_code']}" if attempt.get("exit_code") is not None else "",
                                     f"  {attempt['error']}" if attempt.get("error") else ""))
+    for call in attempt.get("model_calls") or []:
+        node.add(Text(f"model {call.get('provider')}:{call.get('model')} turn {call.get('turn', '-')} "
+                      f"in={call.get('tokens_in')} out={call.get('tokens_out')} cached={call.get('tokens_cached')} "
+                      f"({call.get('duration_ms')}ms)" + (f" {call['error']}" if call.get("error") else ""),
+                      style="red" if call.get("error") else "dim"))
     for call in attempt.get("tool_calls") or []:
-        node.add(Text(f"tool {call['tool']} {call['args']} -> {call['outcome']} ({call['duration_ms']}ms)",
+        said = f": {call['message'][:200]}" if call.get("message") else ""
+        node.add(Text(f"tool {call['tool']} {call['args']} -> {call['outcome']} ({call['duration_ms']}ms){said}",
                       style="green" if call["outcome"] == "ok" else "red"))
     for check in attempt.get("verification") or []:
         node.add(Text(f"{'✓' if check['passed'] else '✗'} {check['check']} {check['target']}: {check['detail']}",

@@ -204,6 +204,10 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
     else:
         lock.name_holder(run_id)
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
+    from orchestr.observability.output import RunOutputSink, output_path
+    from orchestr.observability.telemetry import telemetry_sinks
+
+    output_sink = RunOutputSink(output_path(project.state_dir, run_id))
     try:
         if request.resume:
             prior = _prior(store, run_id)
@@ -213,7 +217,8 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
                              options=_options(request), slot=slot)
         bus = EventBus(run=run_id, workflow=plan.workflow,
                        redactor=Redactor(secret_values(project, plan, request.env)),
-                       sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks], log_sinks=log_sinks)
+                       sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks,
+                              *telemetry_sinks(plan, request.env)], log_sinks=[output_sink, *log_sinks])
         config = EngineConfig(run_id=run_id, root=project.root, work_dir=project.state_dir / "runs" / run_id,
                               max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,
                               base_env=request.env, slot=slot)
@@ -226,6 +231,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             store.settle_slot(plan.workflow, parse_iso(slot), outcome=slot_outcome(outcome.status), run_id=run_id,
                               detail=_first_reason(outcome))
     finally:
+        output_sink.close()
         if events_sink:
             events_sink.close()
         if held is None:

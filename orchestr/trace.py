@@ -6,7 +6,6 @@ Sinks receive events from the bus; they render, never decide. The Console is han
 from __future__ import annotations
 
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
@@ -16,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestr.events import Event, LogLine
+from orchestr.observability.progress import ProgressBoard, elapsed
 
 if TYPE_CHECKING:
     from orchestr.engine import RunOutcome
@@ -98,12 +98,17 @@ class PlainTrace:
 
 
 class LiveTrace(PlainTrace):
-    """A terminal: finished events scroll above a live panel of running steps with spinners."""
+    """A terminal: finished events scroll above a live panel of running steps with spinners.
+
+    Each running step keeps its Spinner (a new one every refresh would always show its first
+    frame) and says what it waits on: the model (turn n/max), a tool, a retry's wait.
+    """
 
     def __init__(self, console: Console, *, verbose: bool = False, quiet: bool = False) -> None:
         super().__init__(console, verbose=verbose, quiet=quiet)
-        self._running: dict[str, tuple[float, int]] = {}
-        self._live = Live(get_renderable=self._panel, console=console, refresh_per_second=10, transient=True)
+        self.board = ProgressBoard(console.get_time)
+        self._spinners: dict[str, Spinner] = {}
+        self._live = Live(get_renderable=self.panel, console=console, refresh_per_second=10, transient=True)
 
     def __enter__(self) -> LiveTrace:
         self._live.start()
@@ -113,22 +118,36 @@ class LiveTrace(PlainTrace):
         self._live.stop()
 
     def emit(self, event: Event) -> None:
-        if event.event == "step.started" and event.step:
-            self._running[event.step] = (time.monotonic(), event.attempt or 1)
-        elif event.event == "step.finished" and event.step:
-            self._running.pop(event.step, None)
+        self.board.event(event)
         super().emit(event)
+
+    def activity(self, step: str, attempt: int, doing: str) -> None:
+        self.board.activity(step, attempt, doing)
+
+    def log(self, line: LogLine) -> None:
+        self.board.output(line.step)
+        super().log(line)
 
     def _print(self, text: Text) -> None:
         with self._lock:
             self._live.console.print(text, soft_wrap=True, highlight=False)
 
-    def _panel(self) -> RenderableType:
-        rows = []
-        now = time.monotonic()
-        for step, (began, attempt) in list(self._running.items()):
-            label = Text.assemble((step, "bold"), f"  {now - began:5.1f}s", f"  attempt {attempt}" if attempt > 1 else "")
-            rows.append(Spinner("dots", text=label, style="cyan"))
+    def panel(self) -> RenderableType:
+        rows: list[RenderableType] = []
+        now = self.console.get_time()
+        running = self.board.running()
+        for gone in set(self._spinners) - {p.step for p in running}:
+            del self._spinners[gone]
+        for progress in running:
+            label = Text.assemble((progress.step, "bold"), f"  {elapsed(now - progress.began):>6}",
+                                  f"  attempt {progress.attempt}" if progress.attempt > 1 else "",
+                                  ("  " + progress.doing, "dim"))
+            spinner = self._spinners.get(progress.step)
+            if spinner is None:
+                spinner = self._spinners[progress.step] = Spinner("dots", text=label, style="cyan")
+            else:
+                spinner.update(text=label)
+            rows.append(spinner)
         return Group(*rows)
 
 

@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests see the plain trace even inside GitHub Actions (whose markup a test asks for explicitly).
+QUIET_CI = {"GITHUB_ACTIONS": ""}
 
 
 @dataclass
@@ -42,7 +44,7 @@ class ProjectDir:
     def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
         from orchestr.cli import app
 
-        runner = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "200", **(env or {})})
+        runner = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "200", **QUIET_CI, **(env or {})})
         old = Path.cwd()
         os.chdir(self.root)
         try:
@@ -53,7 +55,7 @@ class ProjectDir:
 
     def spawn(self, *args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[str]:
         """The real `orchestr` process (for signals, locks and crashes)."""
-        full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+        full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **QUIET_CI, **(env or {})}
         return subprocess.Popen([sys.executable, "-m", "orchestr", *args], cwd=self.root, env=full_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)  # type: ignore[call-overload]
 

@@ -234,7 +234,7 @@ def test_retry_after_is_capped(server: FakeLLMServer, provider: str) -> None:
     cancel = threading.Event()
     waits: list[float] = []
 
-    def on_retry(exc: ProviderError, number: int, wait: float) -> None:
+    def on_retry(exc: ProviderError, number: int, wait: float, took_ms: float) -> None:
         waits.append(wait)
         cancel.set()  # the test need not wait the minute out: cancel ends the wait at once
 

@@ -12,6 +12,7 @@ from orchestr.cli import (
     commands_context,
     commands_impact,
     commands_lock,
+    commands_logs,
     commands_plan,
     commands_run,
     commands_runs,
@@ -60,6 +61,7 @@ commands_schedule.register(app)
 commands_schema.register(app)
 commands_impact.register(app)
 commands_lock.register(app)
+commands_logs.register(app)
 
 
 def main() -> None:

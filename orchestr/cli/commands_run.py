@@ -13,7 +13,11 @@ import typer
 from orchestr.cli.common import console, handle_errors, project
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from orchestr.plan import Plan
     from orchestr.project import Project
+    from orchestr.trace import PlainTrace
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +50,7 @@ def run(
     from orchestr.compiler import compile_workflow
     from orchestr.errors import UsageError
     from orchestr.runner import RunRequest, close_runners, execute, parse_inputs, runners_for
-    from orchestr.trace import LiveTrace, PlainTrace, render_summary
+    from orchestr.trace import LiveTrace, render_summary
 
     if record and replay:
         raise UsageError("--record and --replay cannot be used together")
@@ -70,7 +74,7 @@ def run(
                          resume=resume, trigger=trigger, record=record, replay=replay,
                          attach=list(attach or []), allow=list(allow or []))
     live = out.is_terminal and not quiet
-    trace = LiveTrace(out, verbose=verbose) if live else PlainTrace(out, verbose=verbose, quiet=quiet)
+    trace = LiveTrace(out, verbose=verbose) if live else ci_trace(out, plan, verbose=verbose, quiet=quiet)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if isinstance(trace, LiveTrace):
@@ -86,17 +90,48 @@ def run(
     raise typer.Exit(int(result.outcome.exit_code))
 
 
+def heartbeat_seconds() -> float | None:
+    """ORCHESTR_HEARTBEAT_SECONDS (default 30; 0 switches the CI heartbeat off)."""
+    import os
+
+    from orchestr.errors import UsageError
+    from orchestr.observability.ci import DEFAULT_HEARTBEAT_SECONDS
+
+    text = os.environ.get("ORCHESTR_HEARTBEAT_SECONDS", "")
+    try:
+        seconds = float(text) if text else DEFAULT_HEARTBEAT_SECONDS
+    except ValueError:
+        raise UsageError(f"ORCHESTR_HEARTBEAT_SECONDS={text!r}: expected a number of seconds (0 for none)") from None
+    return seconds if seconds > 0 else None
+
+
+def ci_trace(out: Console, plan: Plan, *, verbose: bool, quiet: bool) -> PlainTrace:
+    """Not a terminal: the plain trace with a heartbeat, in GitHub Actions with groups and annotations."""
+    import os
+
+    from orchestr.observability.ci import CiTrace, GitHubTrace, step_lines
+    from orchestr.trace import PlainTrace
+
+    if quiet:
+        return PlainTrace(out, quiet=True)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        return GitHubTrace(out, file=plan.display, lines=step_lines(plan.path), verbose=verbose,
+                           heartbeat=heartbeat_seconds())
+    return CiTrace(out, verbose=verbose, heartbeat=heartbeat_seconds())
+
+
 def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
     """`--drain` (started by `orchestr tick`): serve the workflow's owed slots; output goes to its log."""
     import os
 
+    from orchestr.observability.ci import CiTrace
     from orchestr.scheduling.serve import serve_workflow
-    from orchestr.trace import PlainTrace
 
     out = console()
+    every = heartbeat_seconds()
 
-    def sinks() -> tuple[list[PlainTrace], list[PlainTrace]]:
-        trace = PlainTrace(out, verbose=verbose, quiet=False)
+    def sinks() -> tuple[list[CiTrace], list[CiTrace]]:
+        trace = CiTrace(out, verbose=verbose, heartbeat=every)
         return [trace], [trace]
 
     previous = signal.signal(signal.SIGTERM, _terminate)

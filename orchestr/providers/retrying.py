@@ -9,7 +9,9 @@ message. Every wait ends early on cancel.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tenacity import (
     RetryCallState,
@@ -29,14 +31,32 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
 
+@dataclass(frozen=True)
+class CallTiming:
+    """One call to the provider behind the retry layer: its number (1 = first) and start (monotonic)."""
+
+    number: int
+    started: float
+
+    @property
+    def duration_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 1)
+
+
+RetryHook = Callable[[ProviderError, int, float, float], None]  # (error, call number, wait s, that call's ms)
+
+
 class RetryingProvider:
+    """One instance serves one attempt's calls, one after another; `last_call` is the latest call."""
+
     def __init__(self, inner: Provider, *, attempts: int = 6, initial: float = 1.0, maximum: float = 30.0,
-                 on_retry: Callable[[ProviderError, int, float], None] | None = None) -> None:
+                 on_retry: RetryHook | None = None) -> None:
         self.inner = inner
         self.name = inner.name
         self.attempts = attempts
         self._backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
         self._on_retry = on_retry
+        self.last_call: CallTiming | None = None
 
     def _wait(self, state: RetryCallState, stop: Stop) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -51,14 +71,21 @@ class RetryingProvider:
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if self._on_retry is not None and isinstance(exc, ProviderError):
-            self._on_retry(exc, state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
+            took = self.last_call.duration_ms if self.last_call is not None else 0.0
+            self._on_retry(exc, state.attempt_number, state.next_action.sleep if state.next_action else 0.0, took)
+
+    def _one_call(self, request: ModelRequest, stop: Stop, numbers: list[int]) -> ModelResponse:
+        numbers.append(len(numbers) + 1)
+        self.last_call = CallTiming(numbers[-1], time.monotonic())
+        return self.inner.complete(request, stop=stop)
 
     def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
         retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=lambda state: self._wait(state, stop),
                             sleep=stop.sleep, retry=retry_if_exception(_retryable), before_sleep=self._before_sleep,
                             reraise=True)
+        numbers: list[int] = []
         try:
-            response: ModelResponse = retrying(lambda: self.inner.complete(request, stop=stop))
+            response: ModelResponse = retrying(lambda: self._one_call(request, stop, numbers))
         except ProviderError as exc:
             if exc.retryable:
                 raise ProviderError(f"{exc} (gave up after {self.attempts} attempts)", status=exc.status) from None

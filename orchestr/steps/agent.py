@@ -33,7 +33,14 @@ from orchestr.providers.base import (
     ToolResultsMessage,
     UserMessage,
 )
-from orchestr.steps.base import ActionResult, Attempt, CheckResult, ToolCallRecord, Usage
+from orchestr.steps.base import (
+    MESSAGE_CHARS,
+    ActionResult,
+    Attempt,
+    CheckResult,
+    ToolCallRecord,
+    Usage,
+)
 from orchestr.steps.grants import apply_grants, granted_tools
 from orchestr.steps.providers import ProviderPool
 from orchestr.steps.toolbox import Toolbox, ToolServerError, check_server_env
@@ -69,6 +76,7 @@ class Conversation:
     calls: list[ToolCallRecord] = field(default_factory=list)
     output_retries: int = 0
     feedback_rounds: int = 0
+    last_checks: list[CheckResult] = field(default_factory=list)  # of the latest answer, kept if turns run out
 
 
 class AgentRunner:
@@ -94,6 +102,7 @@ class AgentRunner:
             first = self._first_message(attempt)
         except (ExpressionError, OSError, PathDenied) as exc:  # the same on every attempt
             return ActionResult("error", error=f"prompt: {exc}", permanent=True)
+        attempt.bus.content(step.id, attempt.number, prompt=first, instructions=step.agent.spec.instructions.strip())
         provider = self.pool.get(step.agent.model, attempt)
         convo = Conversation([UserMessage(first)])
         try:
@@ -133,11 +142,24 @@ class AgentRunner:
             done = self._answer(attempt, convo, response)
             if done is not None:
                 return done
-        return self._result("error", convo, error=f"max_turns ({step.agent.max_turns}) reached without a verified answer")
+        return self._out_of_turns(step.agent.max_turns, convo)
+
+    def _out_of_turns(self, max_turns: int, convo: Conversation) -> ActionResult:
+        """max_turns: the record keeps the latest answer's checks, and the reason names those that failed."""
+        failed = [c for c in convo.last_checks if not c.passed]
+        why = f"max_turns ({max_turns}) reached without a verified answer"
+        if failed:
+            why += "; failing: " + "; ".join(f"{c.check} {c.target}: {c.detail}" for c in failed)
+        result = self._result("error", convo, error=why)
+        result.verification = list(convo.last_checks) if convo.last_checks else None
+        return result
 
     def _call(self, attempt: Attempt, provider: Provider, base: ModelRequest, convo: Conversation,
               turn: int, stop: Stop) -> ModelResponse:
         request = ModelRequest(**{**base.__dict__, "messages": tuple(convo.messages)})
+        assert attempt.step.agent is not None
+        attempt.bus.activity(attempt.step.id, attempt.number,
+                             f"turn {turn}/{attempt.step.agent.max_turns}: waiting on {provider.name}:{request.model}")
         began = time.monotonic()
         try:
             response = provider.complete(request, stop=stop)
@@ -151,10 +173,14 @@ class AgentRunner:
 
     def _emit_model(self, attempt: Attempt, provider: Provider, request: ModelRequest, usage: Usage, began: float,
                     turn: int, *, error: str | None = None) -> None:
+        # Behind the retry layer the event is the last call's own: earlier failed calls were traced
+        # (with their own durations) as they were retried.
+        last = getattr(provider, "last_call", None)
+        started, retries = (last.started, last.number - 1) if last is not None else (began, 0)
         data: dict[str, object] = {
             "provider": provider.name, "model": request.model, "turn": turn, "tokens_in": usage.input,
             "tokens_out": usage.output, "tokens_cached": usage.cached,
-            "duration_ms": round((time.monotonic() - began) * 1000, 1),
+            "duration_ms": round((time.monotonic() - started) * 1000, 1), "retries": retries,
         }
         if error:
             data["error"] = error
@@ -172,6 +198,7 @@ class AgentRunner:
                    convo: Conversation, stop: Stop) -> ToolResultsMessage:
         results = []
         for call in response.tool_calls:
+            attempt.bus.activity(attempt.step.id, attempt.number, f"tool {call.name}")
             began = time.monotonic()
             interrupted: Interrupted | None = None
             try:
@@ -179,10 +206,12 @@ class AgentRunner:
             except Interrupted as exc:  # traced like any call, then it ends the attempt
                 outcome, interrupted = ToolOutcome("error", str(exc)), exc
             duration = (time.monotonic() - began) * 1000
-            record = ToolCallRecord(call.name, call.args, outcome.outcome, duration, len(outcome.content))
+            message = outcome.content[:MESSAGE_CHARS] if outcome.outcome != "ok" else None
+            record = ToolCallRecord(call.name, call.args, outcome.outcome, duration, len(outcome.content), message)
+            extra = {"message": message} if message is not None else {}
             attempt.bus.emit("tool.call", step=attempt.step.id, attempt=attempt.number, tool=call.name,
                              args=call.args, outcome=outcome.outcome, duration_ms=round(duration, 1),
-                             result_chars=len(outcome.content))
+                             result_chars=len(outcome.content), **extra)
             convo.calls.append(record)
             if interrupted is not None:
                 raise interrupted
@@ -208,6 +237,7 @@ class AgentRunner:
         result = self._result("ok", convo, output=output, text=response.text)
         checks = attempt.verify(result)
         result.verification = checks
+        convo.last_checks = checks
         failed = [c for c in checks if not c.passed]
         broken = any(c.permanent for c in failed)  # a check that cannot pass: no turn can fix it
         if failed and not broken and convo.feedback_rounds < MAX_VERIFY_FEEDBACK:

@@ -39,10 +39,18 @@ class ToolCallRecord:
     outcome: Literal["ok", "denied", "error"]
     duration_ms: float
     result_chars: int
+    # What the model was told when the call was denied or failed (capped at MESSAGE_CHARS).
+    message: str | None = None
 
     def to_json(self) -> dict[str, object]:
-        return {"tool": self.tool, "args": dict(self.args), "outcome": self.outcome,
-                "duration_ms": round(self.duration_ms, 1), "result_chars": self.result_chars}
+        record: dict[str, object] = {"tool": self.tool, "args": dict(self.args), "outcome": self.outcome,
+                                     "duration_ms": round(self.duration_ms, 1), "result_chars": self.result_chars}
+        if self.message is not None:
+            record["message"] = self.message
+        return record
+
+
+MESSAGE_CHARS = 2000
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,11 @@ class ProviderPool:
         """The endpoint's provider behind the one retry layer, tracing each retried failure."""
         name, _ = split_model(model_ref)
 
-        def on_retry(exc: ProviderError, number: int, wait: float) -> None:
+        def on_retry(exc: ProviderError, number: int, wait: float, took_ms: float) -> None:
             attempt.bus.emit("model.call", step=attempt.step.id, attempt=attempt.number, provider=name,
                              model=split_model(model_ref)[1], error=str(exc), retry_in=round(wait, 3),
-                             tokens_in=0, tokens_out=0, tokens_cached=0, duration_ms=0)
+                             tokens_in=0, tokens_out=0, tokens_cached=0, duration_ms=took_ms, retries=number - 1)
+            attempt.bus.activity(attempt.step.id, attempt.number,
+                                 f"model call {number} failed; retrying in {wait:.1f}s")
 
         return RetryingProvider(self._inner(name), on_retry=on_retry, initial=self.retry_initial)
