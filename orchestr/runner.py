@@ -18,6 +18,7 @@ from orchestr.lock import WorkflowLock
 from orchestr.models import InputSpec
 from orchestr.plan import Plan, StepId
 from orchestr.project import Project
+from orchestr.prune import remove_work_folders, work_folder
 from orchestr.steps.base import StepRunner
 from orchestr.store import Store
 
@@ -206,6 +207,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
     else:
         lock.name_holder(run_id)
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
+    work_dir = work_folder(project.state_dir, run_id)
     try:
         if request.resume:
             prior = _prior(store, run_id)
@@ -216,7 +218,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         bus = EventBus(run=run_id, workflow=plan.workflow,
                        redactor=Redactor(secret_values(project, plan, request.env)),
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks], log_sinks=log_sinks)
-        config = EngineConfig(run_id=run_id, root=project.root, work_dir=project.state_dir / "runs" / run_id,
+        config = EngineConfig(run_id=run_id, root=project.root, work_dir=work_dir,
                               max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,
                               base_env=request.env, slot=slot)
         engine = Engine(plan, config=config, bus=bus, recorder=store, runners=runners)
@@ -228,6 +230,9 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             store.settle_slot(plan.workflow, parse_iso(slot), outcome=slot_outcome(outcome.status), run_id=run_id,
                               detail=_first_reason(outcome))
     finally:
+        # Scratch files live only while their step runs (outputs are read into the record at
+        # once): a resume needs nothing from here, so the folder goes whatever the outcome.
+        remove_work_folders(project.state_dir, [run_id])
         if events_sink:
             events_sink.close()
         if held is None:
