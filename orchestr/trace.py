@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
@@ -155,7 +156,7 @@ def render_summary(plan: Plan, run_id: str, outcome: RunOutcome, *, quiet: bool 
     return Group(line, table)
 
 
-def _summary_table(plan: Plan, run_id: str, outcome: RunOutcome, rows: list[tuple[str, StepState]]) -> Table:
+def _summary_table(plan: Plan, run_id: str, outcome: RunOutcome, rows: Sequence[tuple[str, StepState]]) -> Table:
     table = Table(title=f"{plan.workflow} · run {run_id}", title_justify="left")
     for column in ("step", "status", "attempts", "duration", "verification", "tokens"):
         table.add_column(column)
