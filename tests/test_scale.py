@@ -174,3 +174,35 @@ def _drain(plan: Plan) -> int:
 def test_the_engines_ready_queue_costs_the_same_per_step_at_any_size(tmp_path: Path) -> None:
     reads = [_drain(_compiler(tmp_path, n)()) for n in (200, 2000)]
     assert reads[1] / reads[0] < 11, reads
+
+
+def _engine_run(plan: Plan, root: Path) -> Callable[[], object]:
+    from orchestr.engine import Engine, EngineConfig
+    from orchestr.events import EventBus, Redactor
+    from orchestr.steps.base import ActionResult, Attempt
+
+    class NoopRunner:
+        def run(self, attempt: Attempt) -> ActionResult:
+            return ActionResult("ok", exit_code=0, outputs={"n": attempt.number})
+
+    class NullRecorder:
+        def heartbeat(self, run_id: str) -> None: ...
+        def save_step(self, *args: object, **kwargs: object) -> None: ...
+        def save_attempt(self, *args: object, **kwargs: object) -> None: ...
+
+    def run() -> object:
+        bus = EventBus(run="r", workflow=plan.workflow, redactor=Redactor([]), sinks=[], log_sinks=[])
+        engine = Engine(plan, config=EngineConfig(run_id="r", root=root, work_dir=root / "work"), bus=bus,
+                        recorder=NullRecorder(), runners={"shell": NoopRunner()})
+        outcome = engine.run({})
+        assert outcome.status == "succeeded"
+        return outcome
+
+    return run
+
+
+def test_the_engine_costs_the_same_per_step_at_any_size(tmp_path: Path) -> None:
+    """Verifying a step used to copy every step's view into its scope: O(steps) per step."""
+    small, large = (_engine_run(_compiler(tmp_path, n)(), tmp_path) for n in (200, 2000))
+    ratio = _best(large) / _best(small)
+    assert ratio < LINEAR, f"2,000 steps cost {ratio:.1f}x 200 steps"
