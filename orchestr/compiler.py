@@ -19,6 +19,7 @@ from orchestr.expressions import (
     find,
 )
 from orchestr.governed_passes import governance_writes, server_reach_covered, servers_used
+from orchestr.graph import Ancestry, kahn_layers
 from orchestr.models import (
     AgentStep,
     ExprCheck,
@@ -61,7 +62,7 @@ def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfi
     problems = [*_duplicate_ids(unit), *_unknown_needs(unit), *_schedule(unit)]
     order, cycle_problems = _topological(unit)
     problems += cycle_problems
-    upstream = _upstream(unit, order) if not cycle_problems else {}
+    upstream = _upstream(unit, order) if not cycle_problems else Ancestry([], {})
     contexts = _contexts(unit, problems)
     problems += _agents(unit, contexts)
     problems += permission_ceiling(unit, contexts)
@@ -72,7 +73,7 @@ def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfi
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ValidationFailed(problems)
-    return _build(unit, order, upstream, contexts)
+    return _build(unit, order, contexts)
 
 
 # --- structure --------------------------------------------------------------------------------
@@ -109,18 +110,13 @@ def _unknown_needs(unit: Unit) -> Iterator[Diagnostic]:
 
 
 def _topological(unit: Unit) -> tuple[list[StepId], list[Diagnostic]]:
-    """Kahn's algorithm in file order; on a cycle, report the cycle itself."""
-    ids = [StepId(s.id) for s in unit.steps]
+    """Kahn's algorithm with in-degree counts, round by round in file order; on a cycle, report it."""
+    ids = {s.id for s in unit.steps}
     needs = {StepId(s.id): [StepId(n) for n in s.needs if n in ids and n != s.id] for s in unit.steps}
-    done: set[StepId] = set()
-    order: list[StepId] = []
-    while len(order) < len(needs):
-        ready = [s for s in needs if s not in done and all(n in done for n in needs[s])]
-        if not ready:
-            return order, [_cycle(unit, needs, done)]
-        for step in ready:
-            done.add(step)
-            order.append(step)
+    layers, stuck = kahn_layers(needs)
+    order = [step for layer in layers for step in layer]
+    if stuck:
+        return order, [_cycle(unit, needs, set(order))]
     return order, []
 
 
@@ -142,13 +138,8 @@ def _cycle(unit: Unit, needs: dict[StepId, list[StepId]], done: set[StepId]) -> 
     )
 
 
-def _upstream(unit: Unit, order: list[StepId]) -> dict[StepId, frozenset[StepId]]:
-    by_id = {StepId(s.id): s for s in unit.steps}
-    result: dict[StepId, frozenset[StepId]] = {}
-    for step_id in order:
-        direct = [StepId(n) for n in by_id[step_id].needs]
-        result[step_id] = frozenset(direct).union(*(result.get(n, frozenset()) for n in direct))
-    return result
+def _upstream(unit: Unit, order: list[StepId]) -> Ancestry:
+    return Ancestry(order, {StepId(s.id): [StepId(n) for n in s.needs] for s in unit.steps})
 
 
 def _schedule(unit: Unit) -> Iterator[Diagnostic]:
@@ -303,7 +294,7 @@ def _expression_sites(step: Step, i: int) -> Iterator[tuple[PathKey, str, bool, 
 
 
 def _expressions(
-    unit: Unit, upstream: dict[StepId, frozenset[StepId]], contexts: dict[StepId, ResolvedContext | None]
+    unit: Unit, upstream: Ancestry, contexts: dict[StepId, ResolvedContext | None]
 ) -> Iterator[Diagnostic]:
     """Check every expression; with a dependency cycle (`upstream` empty) skip the upstream rule."""
     ids = {s.id for s in unit.steps}
@@ -323,7 +314,7 @@ def _expressions(
 class _Graph:
     """Which steps run before which, for "may this step read steps.X?"."""
 
-    upstream: dict[StepId, frozenset[StepId]]
+    upstream: Ancestry
     known: bool
     sees_itself: bool = False
 
@@ -331,12 +322,12 @@ class _Graph:
         return _Graph(self.upstream, self.known, sees_itself=True)
 
     def before(self, step: StepId, target: StepId) -> bool:
-        return not self.known or target in self.upstream.get(step, frozenset()) or (
+        return not self.known or self.upstream.is_upstream(step, target) or (
             self.sees_itself and target == step
         )
 
     def after(self, step: StepId, target: StepId) -> bool:
-        return step in self.upstream.get(target, frozenset())
+        return self.upstream.is_upstream(target, step)
 
 
 def _check_text(
@@ -462,7 +453,6 @@ def _shell_source(unit: Unit) -> Iterator[Diagnostic]:
 def _build(
     unit: Unit,
     order: list[StepId],
-    upstream: dict[StepId, frozenset[StepId]],
     contexts: dict[StepId, ResolvedContext | None],
 ) -> Plan:
     by_id = {StepId(s.id): s for s in unit.steps}
@@ -476,7 +466,6 @@ def _build(
             id=step_id,
             spec=step,
             needs=tuple(StepId(n) for n in step.needs),
-            upstream=upstream[step_id],
             layer=layers[step_id],
             retry=_retry(unit, step),
             timeout=_timeout(unit, step),
@@ -486,7 +475,10 @@ def _build(
             servers=_servers(unit, agent),
         )
     depth = max(layers.values(), default=-1) + 1
-    grouped = tuple(tuple(s for s in order if layers[s] == n) for n in range(depth))
+    buckets: list[list[StepId]] = [[] for _ in range(depth)]
+    for step_id in order:  # one pass: grouping by scanning `order` once per layer was O(n^2) on a chain
+        buckets[layers[step_id]].append(step_id)
+    grouped = tuple(tuple(bucket) for bucket in buckets)
     return Plan(
         workflow=unit.wf.name,
         path=unit.wf.path,

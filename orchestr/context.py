@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import NewType
 
@@ -100,7 +101,18 @@ class ContextTree:
         )
 
     def children(self, node_id: NodeId | None) -> list[ContextNode]:
-        return [n for k, n in sorted(self.nodes.items()) if n.parent == node_id]
+        """A node's children (None: the top-level nodes), sorted by id; O(children) per call."""
+        return list(self._children.get(node_id, ()))
+
+    @cached_property
+    def _children(self) -> dict[NodeId | None, tuple[ContextNode, ...]]:
+        """Every node's children, built once with one sort and one pass: a whole tree walk is
+        O(n log n), where scanning every node for each node was O(n^2)."""
+        index: dict[NodeId | None, list[ContextNode]] = {}
+        for node_id in sorted(self.nodes):
+            node = self.nodes[node_id]
+            index.setdefault(node.parent, []).append(node)
+        return {parent: tuple(nodes) for parent, nodes in index.items()}
 
 
 def load_tree(root: Path, *, display_root: str = "", governance: Governance | None = None) -> ContextTree:

@@ -80,11 +80,18 @@ class StepScopes(Mapping[str, object]):
     Building every step's view for every evaluation made a run of n conditional steps O(n^2).
     """
 
-    def __init__(self, states: Mapping[StepId, StepState]) -> None:
+    def __init__(self, states: Mapping[StepId, StepState], own: tuple[StepId, object] | None = None) -> None:
         self._states = states
+        self._own = own  # a step's own view while its checks run (outputs of the attempt just made)
 
     def __getitem__(self, key: str) -> object:
+        if self._own is not None and key == self._own[0]:
+            return self._own[1]
         return self._states[StepId(key)].scope()
+
+    def with_own(self, step: StepId, view: object) -> StepScopes:
+        """The same view with `step` answered by `view`: O(1), where copying it was O(steps) per check."""
+        return StepScopes(self._states, (step, view))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._states)
@@ -383,8 +390,10 @@ class Engine:
 
     def _verify(self, step: PlannedStep, number: int, result: ActionResult, scope: Mapping[str, object],
                 env: Mapping[str, str]) -> list[CheckResult]:
-        own = {**scope, "steps": {**scope["steps"], step.id: {"outputs": result.outputs, "output": result.output,  # type: ignore[dict-item]
-                                                             "status": "running"}}}
+        steps = scope["steps"]
+        assert isinstance(steps, StepScopes)
+        own = {**scope, "steps": steps.with_own(step.id, {"outputs": result.outputs, "output": result.output,
+                                                            "status": "running"})}
         checks = run_checks(step.spec.verify, result, CheckContext(self.config.root, own, env, self.processes))
         for check in checks:
             self.bus.emit("verify.result", step=step.id, attempt=number, check=check.check, target=check.target,

@@ -32,7 +32,6 @@ class PlannedStep:
     id: StepId
     spec: ShellStep | AgentStep
     needs: tuple[StepId, ...]
-    upstream: frozenset[StepId]
     layer: int
     retry: Retry
     timeout: timedelta | None
@@ -73,9 +72,6 @@ class Plan:
     steps: Mapping[StepId, PlannedStep]  # in topological order
     layers: tuple[tuple[StepId, ...], ...]
     secrets: tuple[str, ...] = field(default=())
-
-    def dependents(self, step: StepId) -> list[StepId]:
-        return [s.id for s in self.steps.values() if step in s.needs]
 
     @property
     def models(self) -> tuple[str, ...]:

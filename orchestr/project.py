@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -39,9 +40,19 @@ def find_root(start: Path) -> Path:
 def display_path(path: Path) -> str:
     """How a path appears in messages: relative to the working directory when inside it."""
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return path.resolve().relative_to(_cwd()).as_posix()
     except ValueError:
         return str(path)
+
+
+def _cwd() -> Path:
+    """The resolved working directory, resolved once per directory (not once per file shown)."""
+    return _resolved(os.getcwd())
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved(directory: str) -> Path:
+    return Path(directory).resolve()
 
 
 @dataclass(frozen=True)

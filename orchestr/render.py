@@ -7,31 +7,13 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
 from orchestr.models import PERMISSION_KEYS, format_duration
 
 if TYPE_CHECKING:
-    from orchestr.context import ContextTree
     from orchestr.permissions import EffectivePermissions
     from orchestr.plan import Plan, PlannedStep
     from orchestr.reach import ServerRow
-
-
-def render_context_tree(tree: ContextTree) -> Tree:
-    top = Tree(Text("contexts/", style="bold"))
-
-    def add(branch: Tree, parent: str | None) -> None:
-        from orchestr.context import NodeId
-
-        for node in tree.children(NodeId(parent) if parent else None):
-            label = Text.assemble((node.id.rpartition("/")[2], "bold cyan"), "  ", node.spec.title)
-            if node.spec.rules:
-                label.append(f"  ({len(node.spec.rules)} rules)", style="dim")
-            add(branch.add(label), node.id)
-
-    add(top, None)
-    return top
 
 
 def render_permissions(permissions: EffectivePermissions) -> Table:

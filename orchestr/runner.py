@@ -18,6 +18,7 @@ from orchestr.lock import WorkflowLock
 from orchestr.models import InputSpec
 from orchestr.plan import Plan, StepId
 from orchestr.project import Project
+from orchestr.prune import remove_work_folders, work_folder
 from orchestr.steps.base import StepRunner
 from orchestr.store import Store
 
@@ -208,6 +209,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
     from orchestr.observability.telemetry import telemetry_sinks
 
     output_sink = RunOutputSink(output_path(project.state_dir, run_id))
+    work_dir = work_folder(project.state_dir, run_id)
     try:
         if request.resume:
             prior = _prior(store, run_id)
@@ -219,7 +221,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
                        redactor=Redactor(secret_values(project, plan, request.env)),
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks,
                               *telemetry_sinks(plan, request.env)], log_sinks=[output_sink, *log_sinks])
-        config = EngineConfig(run_id=run_id, root=project.root, work_dir=project.state_dir / "runs" / run_id,
+        config = EngineConfig(run_id=run_id, root=project.root, work_dir=work_dir,
                               max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,
                               base_env=request.env, slot=slot)
         engine = Engine(plan, config=config, bus=bus, recorder=store, runners=runners)
@@ -232,6 +234,9 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
                               detail=_first_reason(outcome))
     finally:
         output_sink.close()
+        # Scratch files live only while their step runs (outputs are read into the record at
+        # once): a resume needs nothing from here, so the folder goes whatever the outcome.
+        remove_work_folders(project.state_dir, [run_id])
         if events_sink:
             events_sink.close()
         if held is None:

@@ -6,6 +6,7 @@ Sinks receive events from the bus; they render, never decide. The Console is han
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
@@ -18,7 +19,7 @@ from orchestr.events import Event, LogLine
 from orchestr.observability.progress import ProgressBoard, elapsed
 
 if TYPE_CHECKING:
-    from orchestr.engine import RunOutcome
+    from orchestr.engine import RunOutcome, StepState
     from orchestr.plan import Plan
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "unverified": "yellow", "skipped": "dim",
@@ -151,24 +152,50 @@ class LiveTrace(PlainTrace):
         return Group(*rows)
 
 
-def render_summary(plan: Plan, run_id: str, outcome: RunOutcome) -> Table:
+QUIET_ROWS = 20  # `-q` lists at most this many steps that did not succeed
+
+
+def render_summary(plan: Plan, run_id: str, outcome: RunOutcome, *, quiet: bool = False) -> RenderableType:
+    """The end-of-run table; with `quiet`, one verdict line and only the steps that did not succeed
+    (at most QUIET_ROWS): a 500-step table cost more than its steps' own bookkeeping."""
+    if not quiet:
+        return _summary_table(plan, run_id, outcome, list(outcome.steps.items()))
+    counts: dict[str, int] = {}
+    for state in outcome.steps.values():
+        counts[state.status] = counts.get(state.status, 0) + 1
+    line = Text.assemble(f"{plan.workflow} · run {run_id}: ",
+                         (outcome.status, "bold " + STATUS_STYLE.get(outcome.status, "")),
+                         f" (exit {outcome.exit_code}) · " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    shown = [(step_id, state) for step_id, state in outcome.steps.items() if state.status != "succeeded"]
+    if not shown:
+        return line
+    table = _summary_table(plan, run_id, outcome, shown[:QUIET_ROWS])
+    if len(shown) > QUIET_ROWS:
+        table.caption = f"{table.caption} · {len(shown) - QUIET_ROWS} more: orchestr runs show {run_id}"
+    return Group(line, table)
+
+
+def _summary_table(plan: Plan, run_id: str, outcome: RunOutcome, rows: Sequence[tuple[str, StepState]]) -> Table:
     table = Table(title=f"{plan.workflow} · run {run_id}", title_justify="left")
     for column in ("step", "status", "attempts", "duration", "verification", "tokens"):
         table.add_column(column)
-    for step_id, state in outcome.steps.items():
-        style = STATUS_STYLE.get(state.status, "")
-        checks = state.verification
-        if checks:
-            failed = [c for c in checks if not c.passed]
-            verification = Text(f"{len(checks) - len(failed)}/{len(checks)} passed", style="green" if not failed else "red")
-            for check in failed:
-                verification.append(f"\n✗ {check.check} {_short(check.target, 40)}: {_short(check.detail, 80)}", style="red")
-        else:
-            verification = Text(_short(state.reason or "-", 80), style="dim")
-        tokens = f"{state.usage.input}/{state.usage.output}" if state.usage.total else "-"
-        table.add_row(step_id, Text(state.status, style=style), str(state.attempts),
-                      f"{state.duration:.2f}s" if state.duration else "-", verification, tokens)
+    for step_id, state in rows:
+        table.add_row(step_id, *_summary_cells(state))
     usage = outcome.usage
     table.caption = f"{outcome.status} (exit {outcome.exit_code})" + (
         f" · tokens in {usage.input} out {usage.output} cached {usage.cached}" if usage.total else "")
     return table
+
+
+def _summary_cells(state: StepState) -> tuple[Text, str, str, Text, str]:
+    checks = state.verification
+    if checks:
+        failed = [c for c in checks if not c.passed]
+        verification = Text(f"{len(checks) - len(failed)}/{len(checks)} passed", style="green" if not failed else "red")
+        for check in failed:
+            verification.append(f"\n✗ {check.check} {_short(check.target, 40)}: {_short(check.detail, 80)}", style="red")
+    else:
+        verification = Text(_short(state.reason or "-", 80), style="dim")
+    tokens = f"{state.usage.input}/{state.usage.output}" if state.usage.total else "-"
+    return (Text(state.status, style=STATUS_STYLE.get(state.status, "")), str(state.attempts),
+            f"{state.duration:.2f}s" if state.duration else "-", verification, tokens)

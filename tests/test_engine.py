@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -487,3 +488,17 @@ def test_plain_trace_in_ci_has_timestamped_lines(project: ProjectDir) -> None:
     assert any("│ a: from-step" in line for line in lines)
     quiet = project.cli("run", "w", "-q")
     assert "▶" not in quiet.stdout and "succeeded" in quiet.stdout
+
+
+def test_quiet_summary_is_a_verdict_line_and_only_the_steps_that_did_not_succeed(project: ProjectDir) -> None:
+    steps = ["steps:"] + [f"  - id: ok{i}\n    run: 'true'" for i in range(30)]
+    steps += ["  - id: bad\n    run: exit 4", "  - id: after\n    needs: [bad]\n    run: 'true'"]
+    project.write("workflows/w.yaml", "\n".join(steps) + "\n")
+    quiet = project.cli("run", "w", "-q")
+    assert quiet.exit_code == 1
+    first = quiet.stdout.splitlines()[0]
+    assert re.fullmatch(r"w · run \S+: failed \(exit 1\) · 30 succeeded, 1 failed, 1 skipped", first), first
+    assert "bad" in quiet.stdout and "exited with code 4" in quiet.stdout and "after" in quiet.stdout
+    assert "ok7" not in quiet.stdout
+    full = project.cli("run", "w")
+    assert "ok7" in full.stdout

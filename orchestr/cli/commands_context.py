@@ -11,7 +11,7 @@ from orchestr.cli.common import Format, console, handle_errors, print_json, proj
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from orchestr.context import ContextTree
+    from orchestr.context import ContextNode, ContextTree
     from orchestr.models import McpServerSpec
     from orchestr.permissions import EffectivePermissions
     from orchestr.reach import ServerRow
@@ -31,9 +31,35 @@ def tree(format: Annotated[Format, typer.Option("--format")] = Format.text) -> N
     if format is Format.json:
         print_json(_tree_json(loaded, None))
         return
-    from orchestr.render import render_context_tree
+    import os
+    import sys
 
-    console().print(render_context_tree(loaded))
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    typer.echo("\n".join(tree_lines(loaded, color=color)))
+
+
+def tree_lines(tree: ContextTree, *, color: bool) -> list[str]:
+    """The tree as text lines with Rich's guides (├── └── │), one pass over the nodes.
+
+    Plain strings, not a Rich Tree: rendering 5,000 nodes through Rich took seconds.
+    """
+    def styled(text: str, **style: object) -> str:
+        return typer.style(text, **style) if color else text  # type: ignore[arg-type]
+
+    lines = [styled("contexts/", bold=True)]
+    stack: list[tuple[str, ContextNode, bool]] = [("", node, False) for node in reversed(tree.children(None))]
+    if stack:
+        stack[0] = (*stack[0][:2], True)
+    while stack:
+        prefix, node, last = stack.pop()
+        label = styled(node.id.rpartition("/")[2], bold=True, fg="cyan") + "  " + node.spec.title
+        if node.spec.rules:
+            label += styled(f"  ({len(node.spec.rules)} rules)", dim=True)
+        lines.append(prefix + ("└── " if last else "├── ") + label)
+        children = tree.children(node.id)
+        inner = prefix + ("    " if last else "│   ")
+        stack.extend((inner, child, i == 0) for i, child in enumerate(reversed(children)))
+    return lines
 
 
 def _tree_json(tree: ContextTree, parent: str | None) -> list[dict[str, object]]:

@@ -43,7 +43,7 @@ def run(
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Grant KEY:VALUE for this run, within the context ceiling.")] = None,
     drain: Annotated[bool, typer.Option("--drain", hidden=True)] = False,
     trigger: Annotated[str, typer.Option("--trigger", hidden=True)] = "manual",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only a verdict line and the steps that did not succeed.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the steps' output lines.")] = False,
 ) -> None:
     """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
@@ -85,7 +85,7 @@ def run(
     finally:
         signal.signal(signal.SIGTERM, previous)
         close_runners(runners)
-    out.print(render_summary(plan, result.run_id, result.outcome))
+    out.print(render_summary(plan, result.run_id, result.outcome, quiet=quiet))
     sys.stdout.flush()
     raise typer.Exit(int(result.outcome.exit_code))
 

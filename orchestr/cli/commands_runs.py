@@ -1,4 +1,4 @@
-"""`orchestr runs [list|show RUN]`"""
+"""`orchestr runs [list|show RUN|prune --older-than AGE]`"""
 
 from __future__ import annotations
 
@@ -72,3 +72,44 @@ def show(
             console().print(run_tree(detail))
     finally:
         store.close()
+
+
+@runs_app.command("prune")
+@handle_errors
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age of the runs to forget, e.g. 30d, 12h.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be pruned.")] = False,
+    format: Annotated[Format, typer.Option("--format")] = Format.text,
+) -> None:
+    """Forget runs started before --older-than ago: their steps, attempts, events and work folders.
+
+    Kept whatever their age: a run in progress, each workflow's newest run, and runs the schedule
+    ledger still reports on; the ledger itself is never pruned.
+    """
+    from datetime import timedelta
+
+    from orchestr.errors import UsageError
+    from orchestr.events import iso, utc_now
+    from orchestr.models import parse_duration
+    from orchestr.prune import prune_runs
+    from orchestr.store import Store
+
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than: {exc}") from None
+    assert isinstance(age, timedelta)
+    cutoff = utc_now() - age
+    store = Store(project().state_dir)
+    try:
+        result = prune_runs(store, before=cutoff, dry_run=dry_run)
+    finally:
+        store.close()
+    if format is Format.json:
+        print_json({"before": iso(cutoff), "dry_run": dry_run, "pruned": list(result.pruned),
+                    "kept": list(result.kept), "work_folders_removed": result.folders})
+        return
+    verb = "would prune" if dry_run else "pruned"
+    typer.echo(f"{verb} {len(result.pruned)} run(s) started before {iso(cutoff)}"
+               + (f"; kept {len(result.kept)} older run(s) still in use (in progress, newest of its workflow,"
+                  " or read by the schedule ledger)" if result.kept else ""))
