@@ -47,6 +47,9 @@ bench: install
 	$(PY) bench/review.py
 	$(PY) bench/tick.py
 	$(PY) bench/otel.py
+	$(PY) bench/scale.py
+	$(PY) bench/peers.py
+	$(PY) bench/sandbox.py
 
 # Offline: the agent's model exchange is replayed from a recording; its tools and checks run for real.
 demo: install
