@@ -468,6 +468,9 @@ class McpServerSpec(Strict):
     # names of orchestr's own environment variables passed through (tokens stay out of the file)
     env_from: tuple[EnvName, ...] = ()
     timeout: PositiveDuration = timedelta(seconds=30)
+    # how long one tool call may take before it is an error the model reads (the step's own
+    # timeout still bounds it)
+    call_timeout: PositiveDuration = timedelta(seconds=60)
     # None: the server is taken to reach everything (only a step allowed everything may use it)
     reach: Reach | None = None
     # start a stdio server with a narrower reach without the sandbox (where none can be had)

@@ -1,4 +1,5 @@
-"""A stdio MCP server for interruption tests: `sleep` blocks for as long as it is told.
+"""A stdio MCP server for interruption tests: `sleep` blocks for as long as it is told; `crash`
+dies mid-call; `whoami` answers the server's pid.
 
     python tests/mcp_sleeper.py PIDFILE     # writes its pid to PIDFILE, then serves
 
@@ -23,6 +24,18 @@ def sleep(seconds: float) -> str:
     """Sleep for `seconds`, then say so."""
     time.sleep(seconds)
     return f"slept {seconds:g}s"
+
+
+@server.tool()
+def crash() -> str:
+    """Die mid-call, as a server with a bug would."""
+    os._exit(3)
+
+
+@server.tool()
+def whoami() -> str:
+    """This server process's pid (a restarted server answers with a new one)."""
+    return str(os.getpid())
 
 
 if __name__ == "__main__":

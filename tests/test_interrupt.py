@@ -9,6 +9,7 @@ real stdio server (tests/mcp_sleeper.py); `run_command` runs real processes. SIG
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 import threading
@@ -47,13 +48,15 @@ def _script(server: FakeLLMServer, provider: str) -> Script:
     return server.anthropic if provider == "anthropic" else server.openai
 
 
-def _project(project: ProjectDir, provider: str, *, step: str = "timeout: 2s", tools: str = "[]") -> None:
+def _project(project: ProjectDir, provider: str, *, step: str = "timeout: 2s", tools: str = "[]",
+             call_timeout: str = "60s") -> None:
     project.write("orchestr.yaml", f"""
         mcp_servers:
           sleeper:
             command: "{sys.executable}"
             args: ["{SLEEPER}", "{project.root / 'server.pid'}"]
             reach: {{}}
+            call_timeout: {call_timeout}
             unsafe_no_sandbox: true  # it writes its pid where the test can read it (outside a PID namespace)
     """)
     project.write("contexts/ops.yaml", """
@@ -413,3 +416,35 @@ def test_an_expression_error_in_a_prompt_is_not_retried(project: ProjectDir, ser
     step = _step(project)
     assert step["attempts"] == 1 and step["reason"].startswith("prompt: `10 // inputs.n`")
     assert server.requests == []
+
+
+def test_a_tool_call_past_the_servers_call_timeout_is_an_error_the_model_reads(
+        project: ProjectDir, server: FakeLLMServer) -> None:
+    _project(project, "anthropic", step="timeout: 60s", tools='["sleeper.*"]', call_timeout="2s")
+    server.anthropic.enqueue(_sleep_call(), Reply.text("the tool was too slow"))
+    began = time.monotonic()
+    result = project.cli("run", "slow", env=server.env())
+    assert time.monotonic() - began < 2 + 3 + PROMPT_BOUND  # server start-up, the 2 s, the reply
+    assert result.exit_code == 0, result.output
+    calls = _step(project)["attempt_records"][0]["tool_calls"]
+    assert [(c["tool"], c["outcome"]) for c in calls] == [("sleeper.sleep", "error")]
+    told = server.requests[-1].body["messages"][-1]["content"][0]
+    assert "timed out after 2s" in json.dumps(told)
+
+
+def test_a_server_that_crashes_mid_call_is_named_and_started_again_for_the_next_call(
+        project: ProjectDir, server: FakeLLMServer) -> None:
+    _project(project, "anthropic", step="timeout: 60s", tools='["sleeper.*"]')
+    server.anthropic.enqueue(Reply.tool_calls(ToolCall("sleeper__whoami", {})),
+                             Reply.tool_calls(ToolCall("sleeper__crash", {})),
+                             Reply.tool_calls(ToolCall("sleeper__whoami", {})),
+                             Reply.text("done"))
+    result = project.cli("run", "slow", env=server.env())
+    assert result.exit_code == 0, result.output
+    calls = _step(project)["attempt_records"][0]["tool_calls"]
+    assert [(c["tool"], c["outcome"]) for c in calls] == [
+        ("sleeper.whoami", "ok"), ("sleeper.crash", "error"), ("sleeper.whoami", "ok")]
+    results = [json.dumps(r.body["messages"][-1]["content"]) for r in server.requests[1:4]]
+    assert "crashed during the call" in results[1]
+    first, again = (re.search(r"\b(\d{2,})\b", text) for text in (results[0], results[2]))
+    assert first and again and first.group(1) != again.group(1)  # a new server process answered

@@ -109,7 +109,8 @@ class Toolbox:
             return ToolResult("denied", f"denied: {beyond}")
         # The call's own limit stays whole: the step's deadline ends it through `stop`, as a timeout
         # of the step rather than an error the model would read.
-        return self._mcp().call(name, args, timeout=TOOL_TIMEOUT_SECONDS, stop=stop)
+        timeout = self.config.mcp_servers[name.partition(".")[0]].call_timeout.total_seconds()
+        return self._mcp().call(name, args, timeout=timeout, stop=stop)
 
     def _command_wrapper(self, permissions: EffectivePermissions) -> Callable[[list[str]], list[str]] | None:
         sandbox = self.command_sandbox

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -32,6 +33,7 @@ from mcp import types as mcp_types
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
+from orchestr import __version__
 from orchestr.governance import Governance
 from orchestr.interruption import NEVER, Interrupted, Stop, WaitExpired, wait_future
 from orchestr.models import McpServerSpec, expand_header
@@ -47,6 +49,7 @@ STDERR_TAIL_BYTES = 2_000
 SHUTDOWN_GRACE_SECONDS = 8.0
 
 T = TypeVar("T")
+CLIENT = mcp_types.Implementation(name="orchestr", version=__version__)
 Streams = tuple[Any, Any]  # the transport's (read, write) streams, as ClientSession takes them
 Opener = Callable[[TextIO], AbstractAsyncContextManager[Streams]]
 
@@ -65,6 +68,7 @@ class _Server:
     ready: Future[tuple[ToolSpec, ...]] = field(default_factory=Future)
     finished: threading.Event = field(default_factory=threading.Event)
     session: ClientSession | None = None
+    crashed: bool = False  # its connection closed under a call: the next call starts it again
 
     @property
     def label(self) -> str:
@@ -142,8 +146,10 @@ class McpHub:
     def _server(self, name: str) -> _Server:
         with self._lock:
             entry = self._servers.get(name)
-            if entry is not None:
+            if entry is not None and not entry.crashed:
                 return entry
+            if entry is not None and self._loop is not None:  # it crashed: let its task end, start anew
+                self._loop.call_soon_threadsafe(entry.stop.set)
             spec = self._specs.get(name)
             if spec is None:
                 declared = ", ".join(sorted(self._specs)) or "none"
@@ -181,7 +187,7 @@ async def _serve(entry: _Server, opener: Opener) -> None:
     # The server's stderr goes to a file, not the terminal: its tail explains a failed start.
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
         try:
-            async with opener(stderr) as (read, write), ClientSession(read, write) as session:
+            async with opener(stderr) as (read, write), ClientSession(read, write, client_info=CLIENT) as session:
                 with anyio.fail_after(entry.startup_timeout):
                     await session.initialize()
                     tools = await _list_tools(session, entry.name)
@@ -322,7 +328,9 @@ async def _call_tool(entry: _Server, tool: str, args: dict[str, object], timeout
         if exc.code == mcp_types.REQUEST_TIMEOUT:
             return ToolResult("error", f"timed out after {timeout:g}s")
         if exc.code == mcp_types.CONNECTION_CLOSED:
-            return ToolResult("error", f"{entry.label} is not running: it closed the connection")
+            entry.crashed = True
+            return ToolResult("error", f"{entry.label} crashed during the call: it closed the connection "
+                                       "(it is started again for the next call)")
         return ToolResult("error", f"{entry.label}: {exc.message}")
     except (RuntimeError, ValidationError, OSError, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
         # A malformed or schema-violating answer, or a transport gone from under the session.
@@ -332,9 +340,11 @@ async def _call_tool(entry: _Server, tool: str, args: dict[str, object], timeout
 
 def _tool_result(result: mcp_types.CallToolResult) -> ToolResult:
     texts = [_block_text(block) for block in result.content]
-    has_text = any(isinstance(block, mcp_types.TextContent) for block in result.content)
-    if not has_text and result.structured_content is not None:
-        texts.insert(0, json.dumps(result.structured_content, ensure_ascii=False, sort_keys=True))
+    # Structured content only speaks when nothing else does: it mirrors the blocks (a 120 KB image
+    # mirrored there would reach the model as 160,000 characters of base64), and long base64-looking
+    # strings inside it are shown by size.
+    if not result.content and result.structured_content is not None:
+        texts.insert(0, json.dumps(_without_blobs(result.structured_content), ensure_ascii=False, sort_keys=True))
     text = _truncate("\n".join(t for t in texts if t))
     if result.is_error:
         return ToolResult("error", text or "the tool reported an error without a message")
@@ -352,6 +362,19 @@ def _block_text(block: mcp_types.ContentBlock) -> str:
     if isinstance(resource, mcp_types.TextResourceContents):
         return resource.text
     return f"[resource {resource.uri}, {resource.mime_type or 'binary'}, {_decoded_size(resource.blob)} bytes]"
+
+
+BLOB = re.compile(r"[A-Za-z0-9+/=\s]{1024,}")
+
+
+def _without_blobs(value: object) -> object:
+    if isinstance(value, str) and BLOB.fullmatch(value):
+        return f"[{_decoded_size(value)} bytes of base64]"
+    if isinstance(value, dict):
+        return {k: _without_blobs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_blobs(v) for v in value]
+    return value
 
 
 def _decoded_size(data: str) -> int:
