@@ -5,6 +5,7 @@ The engine knows step runners, the store and event sinks only through their prot
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import threading
@@ -298,8 +299,8 @@ class Engine:
 
     def _finish_without_running(self, step_id: StepId, status: StepStatus, reason: str) -> None:
         state = self.states[step_id]
-        state.status, state.reason = status, reason
-        self.bus.emit("step.finished", step=step_id, status=status, reason=reason, attempts=state.attempts, duration_ms=0)
+        state.status, state.reason = status, self.bus.redactor.text(reason)
+        self.bus.emit("step.finished", step=step_id, status=status, reason=state.reason, attempts=state.attempts, duration_ms=0)
         self._save_step(step_id, state)
 
     # --- one step -----------------------------------------------------------------------------
@@ -370,6 +371,7 @@ class Engine:
         checks = result.verification
         if checks is None:
             checks = self._verify(step, number, result, scope, env) if result.status == "ok" else []
+        checks = self._redact(result, checks)
         outcome = AttemptOutcome(_classify(result, checks), result, checks, number)
         self.recorder.save_attempt(
             self.config.run_id, step.id, number, status=outcome.kind, started_at=iso(started),
@@ -380,6 +382,12 @@ class Engine:
         )
         state.usage = state.usage + result.usage
         return outcome
+
+    def _redact(self, result: ActionResult, checks: list[CheckResult]) -> list[CheckResult]:
+        """Secrets out of what becomes a reason (summary, records, JUnit, slot detail, status)."""
+        redactor = self.bus.redactor
+        result.error = redactor.optional(result.error)
+        return [dataclasses.replace(c, target=redactor.text(c.target), detail=redactor.text(c.detail)) for c in checks]
 
     def _verify(self, step: PlannedStep, number: int, result: ActionResult, scope: Mapping[str, object],
                 env: Mapping[str, str]) -> list[CheckResult]:

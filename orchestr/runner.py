@@ -105,10 +105,17 @@ def _typed(spec: InputSpec, text: str) -> object:
     return value
 
 
-def secret_values(project: Project, plan: Plan, env: Mapping[str, str]) -> list[str]:
-    names = {*plan.secrets, *PROVIDER_KEY_VARS}
+def project_secret_names(project: Project) -> set[str]:
+    """The secrets every run of the project redacts: orchestr.yaml's `secrets:`, provider keys
+    (the usual two and each provider's `api_key_env`) and each MCP server's `env_from`."""
+    names = {*project.config.secrets, *PROVIDER_KEY_VARS}
     names.update(p.api_key_env for p in project.config.providers.values() if p.api_key_env)
     names.update(n for server in project.config.mcp_servers.values() for n in server.env_from)
+    return names
+
+
+def secret_values(project: Project, plan: Plan | None, env: Mapping[str, str]) -> list[str]:
+    names = project_secret_names(project) | set(plan.secrets if plan is not None else ())
     return [env[n] for n in names if env.get(n)]
 
 
@@ -200,6 +207,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
     else:
         run_id = run_id or new_run_id(utc_now())
         inputs = parse_inputs(plan.spec.inputs, request.inputs)
+    redactor = Redactor(secret_values(project, plan, request.env))
     lock = held or WorkflowLock(project.state_dir, plan.workflow)
     if held is None:
         lock.acquire(run_id, wait=request.queue)
@@ -211,10 +219,11 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             prior = _prior(store, run_id)
             store.reopen_run(run_id)
         else:
-            store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger, inputs=inputs,
+            store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger,
+                             inputs=redactor.value(inputs),  # type: ignore[arg-type]
                              options=_options(request), slot=slot)
         bus = EventBus(run=run_id, workflow=plan.workflow,
-                       redactor=Redactor(secret_values(project, plan, request.env)),
+                       redactor=redactor,
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks], log_sinks=log_sinks)
         config = EngineConfig(run_id=run_id, root=project.root, work_dir=project.state_dir / "runs" / run_id,
                               max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestr.errors import UsageError
+from orchestr.events import NO_SECRETS, Redactor
 from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import (
     AssistantMessage,
@@ -48,16 +49,21 @@ def _response_from(data: dict[str, Any]) -> ModelResponse:
 
 
 class RecordingProvider:
-    def __init__(self, inner: Provider, path: Path, lock: threading.Lock) -> None:
+    """Records each exchange; the file holds redacted text (the key is a hash of the raw request,
+    so a replay still matches; a replayed answer shows *** where the model had written a secret)."""
+
+    def __init__(self, inner: Provider, path: Path, lock: threading.Lock, redactor: Redactor = NO_SECRETS) -> None:
         self.inner = inner
         self.name = inner.name
         self.path = path
         self._lock = lock
+        self._redactor = redactor
 
     def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
         response = self.inner.complete(request, stop=stop)
-        line = {"key": request_key(self.name, request), "provider": self.name, "model": request.model,
-                "last_message": _summary(request), "response": _response_json(response)}
+        line = self._redactor.value({"key": request_key(self.name, request), "provider": self.name,
+                                     "model": request.model, "last_message": _summary(request),
+                                     "response": _response_json(response)})
         with self._lock, self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(line, sort_keys=True) + "\n")
         return response

@@ -109,9 +109,12 @@ def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str
 
 def _not_started(project: Project, store: Store, workflow: str, slot: datetime, why: str, code: int,
                  env: Mapping[str, str], say: Callable[[str], None]) -> SlotResult:
-    from orchestr.runner import PROVIDER_KEY_VARS
+    from orchestr.runner import PROVIDER_KEY_VARS, secret_values
 
-    redact = Redactor([env[n] for n in PROVIDER_KEY_VARS if env.get(n)])
+    try:  # the project's secrets (orchestr.yaml, provider keys, env_from); the plan never compiled
+        redact = Redactor(secret_values(project, None, env))
+    except OrchestrError:
+        redact = Redactor([env[n] for n in PROVIDER_KEY_VARS if env.get(n)])
     detail = f"the run could not start: {redact.text(why)}"
     say(f"error: {detail}")
     store.settle_slot(workflow, slot, outcome="failed",

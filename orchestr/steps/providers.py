@@ -6,6 +6,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from orchestr.events import NO_SECRETS, Redactor
 from orchestr.models import ProjectConfig
 from orchestr.plan import Plan
 from orchestr.providers import check_keys, connect, endpoint, split_model
@@ -19,8 +20,9 @@ HTTP_TIMEOUT_SECONDS = 300.0
 
 class ProviderPool:
     def __init__(self, plan: Plan, config: ProjectConfig, env: Mapping[str, str], *, record: Path | None,
-                 replay: Path | None, retry_initial: float = 1.0) -> None:
+                 replay: Path | None, retry_initial: float = 1.0, redactor: Redactor = NO_SECRETS) -> None:
         self.config = config
+        self.redactor = redactor
         self.env = env
         self.record = record
         self.book = ReplayBook(replay) if replay else None
@@ -42,7 +44,7 @@ class ProviderPool:
                 else:
                     provider = connect(endpoint(name, self.config, self.env), timeout=HTTP_TIMEOUT_SECONDS)
                     if self.record is not None:
-                        provider = RecordingProvider(provider, self.record, self._record_lock)
+                        provider = RecordingProvider(provider, self.record, self._record_lock, self.redactor)
                 self._providers[name] = provider
             return self._providers[name]
 
