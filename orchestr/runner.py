@@ -183,6 +183,9 @@ def execute(
     lock: WorkflowLock | None = None,
 ) -> RunResult:
     """One run. `lock`, when given, is the workflow's lock already held by the caller (a drainer)."""
+    from orchestr.writable import check_folder
+
+    check_folder("the runs folder", project.state_dir / "runs")
     store = Store(project.state_dir)
     try:
         return _execute(project, plan, request, store, runners, list(sinks), list(log_sinks), run_id, lock)

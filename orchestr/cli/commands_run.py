@@ -65,6 +65,7 @@ def run(
         out.print(render_plan(plan))
         return
     parse_inputs(plan.spec.inputs, inputs or [])  # a bad input is reported before a missing API key
+    _check_outputs(events=events, junit=junit, record=record)
     runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
     request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
                          resume=resume, trigger=trigger, record=record, replay=replay,
@@ -84,6 +85,15 @@ def run(
     out.print(render_summary(plan, result.run_id, result.outcome))
     sys.stdout.flush()
     raise typer.Exit(int(result.outcome.exit_code))
+
+
+def _check_outputs(*, events: Path | None, junit: Path | None, record: Path | None) -> None:
+    """Each output path writable before anything runs (exit 2), so no work is lost to a bad path."""
+    from orchestr.writable import check_output_file
+
+    for option, path in (("--events", events), ("--junit", junit), ("--record", record)):
+        if path is not None:
+            check_output_file(option, path)
 
 
 def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
