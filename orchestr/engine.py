@@ -36,6 +36,7 @@ from orchestr.expressions import (
     truthy,
 )
 from orchestr.plan import Plan, PlannedStep, StepId
+from orchestr.orphans import LEDGER_NAME, Ledger
 from orchestr.processes import ProcessRegistry
 from orchestr.readiness import ReadyQueue, UpstreamIndex
 from orchestr.steps.base import ActionResult, Attempt, CheckResult, StepRunner, Usage
@@ -143,7 +144,7 @@ class Engine:
         self.runners = runners
         self.cancel = threading.Event()
         self.cancel_reason: str | None = None  # "deadline" when a schedule's deadline stopped the run
-        self.processes = ProcessRegistry()
+        self.processes = ProcessRegistry(Ledger(config.work_dir / LEDGER_NAME, workflow=plan.workflow))
         self.states: dict[StepId, StepState] = {s: StepState() for s in plan.steps}
         self.inputs: dict[str, object] = {}
         self._workflow_env: dict[str, str] = {}
@@ -171,6 +172,7 @@ class Engine:
             self._schedule()
         finally:
             stop_heartbeat.set()
+            self.processes.close()
         outcome = self._outcome()
         self.bus.emit("run.finished", status=outcome.status, exit_code=outcome.exit_code,
                       tokens=outcome.usage.to_json())

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +42,7 @@ class RunRequest:
     queue: bool = False  # wait for the workflow's lock instead of exiting busy (overlap: queue)
     deadline: float | None = None  # seconds; stop the run after it (scheduled runs)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    say: Callable[[str], None] = field(default=lambda line: _say_on_stderr(line))  # notices (a swept leftover)
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,9 @@ def execute(
     """One run. `lock`, when given, is the workflow's lock already held by the caller (a drainer)."""
     from orchestr.writable import check_folder
 
-    check_folder("the runs folder", project.state_dir / "runs")
     store = Store(project.state_dir)
     try:
+        check_folder("the runs folder", project.state_dir / "runs")
         return _execute(project, plan, request, store, runners, list(sinks), list(log_sinks), run_id, lock)
     finally:
         store.close()
@@ -216,6 +218,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         lock.acquire(run_id, wait=request.queue)
     else:
         lock.name_holder(run_id)
+    _sweep(project, plan.workflow, request)
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
     try:
         if request.resume:
@@ -249,6 +252,18 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
 
         write_junit(request.junit_file, plan, run_id, outcome)
     return RunResult(run_id, outcome, bool(request.resume))
+
+
+def _sweep(project: Project, workflow: str, request: RunRequest) -> None:
+    """With the workflow's lock held, no other run of it lives: stop what dead runs left running."""
+    from orchestr.orphans import sweep_leftovers
+    from orchestr.processes import kill_group
+
+    sweep_leftovers(project.state_dir / "runs", workflow, say=request.say, kill=kill_group)
+
+
+def _say_on_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 OUTCOME_BY_STATUS = {"succeeded": "ran", "failed": "failed", "unverified": "unverified", "cancelled": "failed",

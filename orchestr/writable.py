@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from orchestr.errors import UsageError
+from orchestr.errors import StateError, UsageError
 
 
 def _probe(folder: Path) -> None:
@@ -34,10 +34,10 @@ def check_output_file(option: str, path: Path) -> None:
 
 
 def check_folder(what: str, folder: Path) -> None:
-    """A folder orchestr must write into (the runs' work folders)."""
+    """A folder of the state dir orchestr must write into (the runs' work folders): a StateError."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _probe(folder)
     except OSError as exc:
-        raise UsageError(f"{what} {folder} is not writable ({exc.strerror or exc}): "
+        raise StateError(f"{what} {folder} is not writable ({exc.strerror or exc}): "
                          "fix its permissions or set state_dir in orchestr.yaml") from None
