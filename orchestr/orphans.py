@@ -22,11 +22,11 @@ from pathlib import Path
 
 LEDGER_NAME = "processes"
 WATCHDOG_GRACE_SECONDS = 2
-_WATCHDOG = (
-    'cat >/dev/null; [ -s "$1" ] || exit 0\n'
-    'while read -r g s; do case "$g" in ""|*[!0-9]*) ;; *) kill -TERM -- "-$g" 2>/dev/null;; esac; done < "$1"\n'
+_WATCHDOG = (  # the ledger is read once, at the runner's death: a resumed run may rewrite it at once
+    'cat >/dev/null; groups=$(grep -E "^[0-9]+ " "$1" 2>/dev/null | cut -d" " -f1); [ -n "$groups" ] || exit 0\n'
+    'for g in $groups; do kill -TERM "-$g" 2>/dev/null; done\n'
     f'sleep {WATCHDOG_GRACE_SECONDS}\n'
-    'while read -r g s; do case "$g" in ""|*[!0-9]*) ;; *) kill -KILL -- "-$g" 2>/dev/null;; esac; done < "$1"\n'
+    'for g in $groups; do kill -KILL "-$g" 2>/dev/null; done\n'
 )
 
 

@@ -43,6 +43,35 @@ class RunRequest:
     deadline: float | None = None  # seconds; stop the run after it (scheduled runs)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     say: Callable[[str], None] = field(default=lambda line: _say_on_stderr(line))  # notices (a swept leftover)
+    control: RunControl | None = None  # how a signal handler stops this run
+
+
+class RunControl:
+    """Stops a run from a signal handler: any number of calls, before or after the engine exists,
+    end in one orderly stop (the engine's own; its children get SIGTERM, then SIGKILL after the grace)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self.reason: str | None = None
+
+    def attach(self, engine: Engine) -> None:
+        with self._lock:
+            self._engine = engine
+            reason = self.reason
+        if reason is not None:
+            engine.stop(reason)
+
+    def stop(self, reason: str = "cancelled") -> bool:
+        """Ask once; True the first time. Never blocks (a signal handler calls it)."""
+        with self._lock:
+            if self.reason is not None:
+                return False
+            self.reason = reason
+            engine = self._engine
+        if engine is not None:
+            threading.Thread(target=engine.stop, args=(reason,), name="orchestr-stop", daemon=True).start()
+        return True
 
 
 @dataclass(frozen=True)
@@ -235,6 +264,8 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
                               max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,
                               base_env=request.env, slot=slot)
         engine = Engine(plan, config=config, bus=bus, recorder=store, runners=runners)
+        if request.control is not None:
+            request.control.attach(engine)
         with _deadline(engine, request.deadline):
             outcome = engine.run(inputs, prior=prior)
         store.finish_run(run_id, status=outcome.status, exit_code=outcome.exit_code,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +16,7 @@ from orchestr.cli.common import console, handle_errors, project
 
 if TYPE_CHECKING:
     from orchestr.project import Project
+    from orchestr.runner import RunControl
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +25,27 @@ def register(app: typer.Typer) -> None:
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _stopping_on_signals(control: RunControl) -> Iterator[None]:
+    """Ctrl-C and SIGTERM, however many, ask the run to stop once; none raises into the run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if control.stop("cancelled"):
+            sys.stderr.write(f"\n{signal.Signals(signum).name}: cancelling the run "
+                             "(steps get SIGTERM, then SIGKILL after the grace)\n")
+            sys.stderr.flush()
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @handle_errors
@@ -45,7 +69,7 @@ def run(
     """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
     from orchestr.compiler import compile_workflow
     from orchestr.errors import UsageError
-    from orchestr.runner import RunRequest, close_runners, execute, parse_inputs, runners_for
+    from orchestr.runner import RunControl, RunRequest, close_runners, execute, parse_inputs, runners_for
     from orchestr.trace import LiveTrace, PlainTrace, render_summary
 
     if record and replay:
@@ -69,21 +93,20 @@ def run(
     runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
     request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
                          resume=resume, trigger=trigger, record=record, replay=replay,
-                         attach=list(attach or []), allow=list(allow or []))
+                         attach=list(attach or []), allow=list(allow or []), control=RunControl())
     live = out.is_terminal and not quiet
     trace = LiveTrace(out, verbose=verbose) if live else PlainTrace(out, verbose=verbose, quiet=quiet)
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        if isinstance(trace, LiveTrace):
-            with trace:
+    with _stopping_on_signals(request.control or RunControl()):
+        try:
+            if isinstance(trace, LiveTrace):
+                with trace:
+                    result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
+            else:
                 result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
-        else:
-            result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        close_runners(runners)
-    out.print(render_summary(plan, result.run_id, result.outcome))
-    sys.stdout.flush()
+        finally:
+            close_runners(runners)
+        out.print(render_summary(plan, result.run_id, result.outcome))
+        sys.stdout.flush()
     raise typer.Exit(int(result.outcome.exit_code))
 
 
