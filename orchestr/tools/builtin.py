@@ -11,7 +11,6 @@ import http.client
 import os
 import re
 import socket
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -25,6 +24,7 @@ from typing import Any, Literal
 from orchestr.interruption import NEVER, Interrupted, Stop, wait_future
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.processes import ProcessRegistry, run_process
+from orchestr.tools import safefs
 
 Outcome = Literal["ok", "denied", "error"]
 MAX_LIST_ENTRIES = 500
@@ -106,34 +106,31 @@ def _truncate(text: str, limit: int) -> str:
 
 
 def _read_file(args: Mapping[str, object], ctx: ToolContext) -> str:
-    path, relative = _path(ctx, _arg(args, "path", str), write=False)
-    if path.is_dir():
-        raise _Refused("error", f"{relative} is a folder: use list_files")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _Refused("error", f"{relative} does not exist") from None
+    _, relative = _path(ctx, _arg(args, "path", str), write=False)
+    # utf-8 needs at most 4 bytes a character: more than this can never be shown
+    data, more = safefs.read_file(ctx.root, relative, limit=ctx.max_output * 4)
     if b"\x00" in data[:8192]:
         raise _Refused("error", f"{relative} is a binary file")
-    return _truncate(data.decode("utf-8", errors="replace"), ctx.max_output)
+    text = data.decode("utf-8", errors="replace")
+    if more and len(text) <= ctx.max_output:
+        text += f"\n[... truncated at {len(data)} bytes]"
+    return _truncate(text, ctx.max_output)
 
 
 def _write_file(args: Mapping[str, object], ctx: ToolContext) -> str:
-    path, relative = _path(ctx, _arg(args, "path", str), write=True)
+    _, relative = _path(ctx, _arg(args, "path", str), write=True)
     content: str = _arg(args, "content", str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.replace(tmp, path)
-    return f"wrote {len(content.encode())} bytes to {relative}"
+    data = content.encode("utf-8", errors="surrogatepass")
+    safefs.write_file(ctx.root, relative, data)
+    return f"wrote {len(data)} bytes to {relative}"
 
 
 def _list_files(args: Mapping[str, object], ctx: ToolContext) -> str:
-    path, relative = _path(ctx, _arg(args, "path", str), write=False)
-    if not path.is_dir():
-        raise _Refused("error", f"{relative} is not a folder")
-    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    _, relative = _path(ctx, _arg(args, "path", str), write=False)
+    try:
+        entries = safefs.list_folder(ctx.root, relative)
+    except NotADirectoryError:
+        raise _Refused("error", f"{relative} is not a folder") from None
     shown = entries[:MAX_LIST_ENTRIES]
     more = f"\n[... {len(entries) - len(shown)} more]" if len(entries) > len(shown) else ""
     return "\n".join(shown) + more if shown else "(empty folder)"
@@ -290,6 +287,8 @@ def call_builtin(name: str, args: Mapping[str, object], ctx: ToolContext) -> Too
         return ToolResult("ok", _ACTIONS[name](args, ctx))
     except _Refused as refused:
         return ToolResult(refused.outcome, str(refused))
+    except safefs.Refused as refused:
+        return ToolResult("error", str(refused))
     except OSError as exc:
         return ToolResult("error", f"{name} failed: {exc.strerror or exc}")
     except (ValueError, TypeError, UnicodeError) as exc:  # hostile arguments never crash the run
