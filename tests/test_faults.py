@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestr.orphans import LEDGER_NAME, sweep_leftovers, start_time
+from orchestr.orphans import LEDGER_NAME, start_time, sweep_leftovers
 from orchestr.processes import kill_group
 from tests.conftest import ProjectDir
 
@@ -72,13 +72,13 @@ def test_kill_9_at_random_moments_leaves_no_orphan_and_no_double_run(project: Pr
     for trial in range(6):
         starts = _starts(project)
         proc = project.spawn("run", "w", "-q")
-        assert _wait_for(lambda: _starts(project) > starts), "no step started"
+        assert _wait_for(lambda n=starts: _starts(project) > n), "no step started"
         time.sleep(rng.uniform(0.0, 2.5))  # mid-step, between steps, or in the second step
         proc.kill()
         proc.communicate(timeout=30)
         leftovers = _pids(project.root / "pids")
         # a step's `sleep 30` lives on unless something stops it: the watchdog, within its 2 s grace
-        assert _wait_for(lambda: not any(_alive(p) for p in leftovers), timeout=10), f"trial {trial}: orphans"
+        assert _wait_for(lambda ps=leftovers: not any(_alive(p) for p in ps), timeout=10), f"trial {trial}: orphans"
         resumed = project.run("run", "w", "--resume", "last", "-q", timeout=90)
         assert resumed.exit_code == 0, (trial, resumed.output)
     log = (project.root / "log").read_text()
@@ -102,7 +102,7 @@ def test_the_next_run_stops_what_a_dead_run_left_and_says_so(project: ProjectDir
     result = project.run("run", "w", "-q")
     assert result.exit_code == 0, result.output
     assert leftover.wait(timeout=15) is not None
-    assert f"left by run 20260101-000000-dead00" in result.stderr and str(leftover.pid) in result.stderr
+    assert "left by run 20260101-000000-dead00" in result.stderr and str(leftover.pid) in result.stderr
     assert not ledger.exists()
 
 

@@ -24,7 +24,7 @@ LEVEL = PermissionLevel("context t", tools=("read_file", "write_file", "list_fil
 @pytest.fixture
 def server() -> Iterator[str]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"hello")

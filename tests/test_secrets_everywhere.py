@@ -63,7 +63,7 @@ def _write_project(project: ProjectDir, server: FakeLLMServer) -> None:
           - id: broken
             run: echo "failing with $MY_SECRET $VAULT_TOKEN" >&2; exit 3
     """)
-    project.write("workflows/agentic.yaml", f"""
+    project.write("workflows/agentic.yaml", """
         name: agentic
         secrets: [MY_SECRET]
         agents:
@@ -75,9 +75,9 @@ def _write_project(project: ProjectDir, server: FakeLLMServer) -> None:
         steps:
           - id: write
             agent: writer
-            prompt: "Use the token ${{{{ env.MY_SECRET }}}} to write out/a.txt"
+            prompt: "Use the token ${{ env.MY_SECRET }} to write out/a.txt"
             verify:
-              - file_exists: "out/${{{{ env.MY_SECRET }}}}.txt"
+              - file_exists: "out/${{ env.MY_SECRET }}.txt"
     """)
     server.anthropic.enqueue(
         Reply.tool_calls(ToolCall("write_file", {"path": "out/a.txt", "content": f"token {SECRET}", SECRET: "k"}),
