@@ -35,8 +35,8 @@ from orchestr.expressions import (
     status_calls,
     truthy,
 )
-from orchestr.plan import Plan, PlannedStep, StepId
 from orchestr.orphans import LEDGER_NAME, Ledger
+from orchestr.plan import Plan, PlannedStep, StepId
 from orchestr.processes import ProcessRegistry
 from orchestr.readiness import ReadyQueue, UpstreamIndex
 from orchestr.steps.base import ActionResult, Attempt, CheckResult, StepRunner, Usage

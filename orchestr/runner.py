@@ -62,6 +62,12 @@ class RunControl:
         if reason is not None:
             engine.stop(reason)
 
+    @property
+    def attached(self) -> bool:
+        """Has a run's engine been handed over (a drainer between slots still has the last one)?"""
+        with self._lock:
+            return self._engine is not None
+
     def stop(self, reason: str = "cancelled") -> bool:
         """Ask once; True the first time. Never blocks (a signal handler calls it)."""
         with self._lock:

@@ -23,10 +23,6 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -69,7 +65,14 @@ def run(
     """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
     from orchestr.compiler import compile_workflow
     from orchestr.errors import UsageError
-    from orchestr.runner import RunControl, RunRequest, close_runners, execute, parse_inputs, runners_for
+    from orchestr.runner import (
+        RunControl,
+        RunRequest,
+        close_runners,
+        execute,
+        parse_inputs,
+        runners_for,
+    )
     from orchestr.trace import LiveTrace, PlainTrace, render_summary
 
     if record and replay:
@@ -132,8 +135,19 @@ def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
         trace = PlainTrace(out, verbose=verbose, quiet=False)
         return [trace], [trace]
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    from orchestr.runner import RunControl
+
+    control = RunControl()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # In a run: one orderly stop, however many signals. Waiting for a turn: stop waiting.
+        if control.stop("cancelled") and not control.attached:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
-        return serve_workflow(proj, workflow, sinks=sinks, env=dict(os.environ), say=lambda line: out.print(line, soft_wrap=True))
+        return serve_workflow(proj, workflow, sinks=sinks, env=dict(os.environ), control=control,
+                              say=lambda line: out.print(line, soft_wrap=True))
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestr.errors import ExitCode, OrchestrError
 from orchestr.events import EventSink, LogSink, Redactor, iso, utc_now
@@ -22,6 +23,9 @@ from orchestr.steps.base import StepRunner
 from orchestr.store import Store
 
 LOCK_FD_VAR = "ORCHESTR_LOCK_FD"
+if TYPE_CHECKING:
+    from orchestr.runner import RunControl
+
 Sinks = Callable[[], tuple[Sequence[EventSink], Sequence[LogSink]]]
 
 
@@ -30,7 +34,7 @@ def log_path(project: Project, workflow: str) -> Path:
 
 
 def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mapping[str, str],
-                   say: Callable[[str], None]) -> int:
+                   say: Callable[[str], None], control: RunControl | None = None) -> int:
     """Serve every owed slot of `workflow`; the exit code is 1 if any of them did not succeed."""
     from orchestr.runner import new_run_id
 
@@ -47,7 +51,7 @@ def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mappin
 
         def serve(slot_at: datetime, run_id: str) -> SlotResult:
             return serve_slot(project, store, lock, workflow, slot=slot_at, run_id=run_id, sinks=sinks,
-                              env=env, say=say)
+                              env=env, say=say, control=control)
 
         results = drain(store, lock, workflow, serve=serve, new_run_id=lambda: new_run_id(utc_now()))
     finally:
@@ -67,7 +71,8 @@ def _deadline(project: Project, workflow: str) -> timedelta | None:
 
 
 def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str, *, slot: datetime, run_id: str,
-               sinks: Sinks, env: Mapping[str, str], say: Callable[[str], None]) -> SlotResult:
+               sinks: Sinks, env: Mapping[str, str], say: Callable[[str], None],
+               control: RunControl | None = None) -> SlotResult:
     from orchestr.compiler import compile_workflow
     from orchestr.review.lockfile import guard_run
     from orchestr.runner import (
@@ -86,7 +91,8 @@ def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str
         plan = compile_workflow(fresh.find_workflow(workflow), fresh.tree, fresh.config)
         guard_run(fresh, plan, warn=say)  # a stale orchestr.lock: a warning, or a refusal with `lock: required`
         runners = runners_for(plan, env=env)
-        request = RunRequest(trigger="schedule", slot=iso(slot), deadline=schedule_deadline(plan), env=env)
+        request = RunRequest(trigger="schedule", slot=iso(slot), deadline=schedule_deadline(plan), env=env,
+                             control=control, say=say)
         event_sinks, log_sinks = sinks()
         result = execute(fresh, plan, request, runners=runners, sinks=event_sinks, log_sinks=log_sinks,
                          run_id=run_id, lock=lock)
