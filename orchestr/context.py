@@ -131,6 +131,11 @@ def load_tree(root: Path, *, display_root: str = "", governance: Governance | No
             problems.append(_twin(node_id, seen[node_id], display))
             continue
         seen[node_id] = display
+        outside = _outside(root, path, display)
+        if outside is not None:
+            broken.add(node_id)
+            problems.append(outside)
+            continue
         try:
             doc = load_yaml(path, display=display)
             nodes[node_id] = ContextNode(node_id, decode(doc, ContextNodeSpec, what="context node"), doc)
@@ -144,6 +149,18 @@ def load_tree(root: Path, *, display_root: str = "", governance: Governance | No
     if problems:
         raise ValidationFailed(problems)
     return tree
+
+
+def _outside(root: Path, path: Path, display: str) -> Diagnostic | None:
+    """A node file (or a folder on its way) that is a symlink out of the project: its text would
+    reach a model, so it is held to the rules of `files:`."""
+    if not path.is_symlink() and not any(p.is_symlink() for p in path.relative_to(root).parents if p != Path(".")):
+        return None
+    real, base = path.resolve(), root.resolve()
+    if real == base or base in real.parents:
+        return None
+    return Diagnostic(Span(display, 1, 1), f"context node file {display} is a symlink to {real}, outside the project",
+                      hint="copy the file into contexts/ instead of linking to it")
 
 
 def _twin(node_id: NodeId, first: str, display: str) -> Diagnostic:

@@ -5,6 +5,7 @@ The engine knows step runners, the store and event sinks only through their prot
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import threading
@@ -34,6 +35,7 @@ from orchestr.expressions import (
     status_calls,
     truthy,
 )
+from orchestr.orphans import LEDGER_NAME, Ledger
 from orchestr.plan import Plan, PlannedStep, StepId
 from orchestr.processes import ProcessRegistry
 from orchestr.readiness import ReadyQueue, UpstreamIndex
@@ -149,7 +151,7 @@ class Engine:
         self.runners = runners
         self.cancel = threading.Event()
         self.cancel_reason: str | None = None  # "deadline" when a schedule's deadline stopped the run
-        self.processes = ProcessRegistry()
+        self.processes = ProcessRegistry(Ledger(config.work_dir / LEDGER_NAME, workflow=plan.workflow))
         self.states: dict[StepId, StepState] = {s: StepState() for s in plan.steps}
         self.inputs: dict[str, object] = {}
         self._workflow_env: dict[str, str] = {}
@@ -177,6 +179,7 @@ class Engine:
             self._schedule()
         finally:
             stop_heartbeat.set()
+            self.processes.close()
         outcome = self._outcome()
         self.bus.emit("run.finished", status=outcome.status, exit_code=outcome.exit_code,
                       tokens=outcome.usage.to_json())
@@ -305,8 +308,8 @@ class Engine:
 
     def _finish_without_running(self, step_id: StepId, status: StepStatus, reason: str) -> None:
         state = self.states[step_id]
-        state.status, state.reason = status, reason
-        self.bus.emit("step.finished", step=step_id, status=status, reason=reason, attempts=state.attempts, duration_ms=0)
+        state.status, state.reason = status, self.bus.redactor.text(reason)
+        self.bus.emit("step.finished", step=step_id, status=status, reason=state.reason, attempts=state.attempts, duration_ms=0)
         self._save_step(step_id, state)
 
     # --- one step -----------------------------------------------------------------------------
@@ -377,6 +380,7 @@ class Engine:
         checks = result.verification
         if checks is None:
             checks = self._verify(step, number, result, scope, env) if result.status == "ok" else []
+        checks = self._redact(result, checks)
         outcome = AttemptOutcome(_classify(result, checks), result, checks, number)
         self.recorder.save_attempt(
             self.config.run_id, step.id, number, status=outcome.kind, started_at=iso(started),
@@ -387,6 +391,12 @@ class Engine:
         )
         state.usage = state.usage + result.usage
         return outcome
+
+    def _redact(self, result: ActionResult, checks: list[CheckResult]) -> list[CheckResult]:
+        """Secrets out of what becomes a reason (summary, records, JUnit, slot detail, status)."""
+        redactor = self.bus.redactor
+        result.error = redactor.optional(result.error)
+        return [dataclasses.replace(c, target=redactor.text(c.target), detail=redactor.text(c.detail)) for c in checks]
 
     def _verify(self, step: PlannedStep, number: int, result: ActionResult, scope: Mapping[str, object],
                 env: Mapping[str, str]) -> list[CheckResult]:

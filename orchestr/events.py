@@ -91,13 +91,31 @@ class ContentSink(Protocol):
     def content(self, step: str, attempt: int, *, prompt: str, instructions: str) -> None: ...
 
 
+MIN_LINE_SECRET = 8  # a line of a multi-line secret shorter than this is not hunted on its own
+
+
+def _secret_parts(secret: str) -> set[str]:
+    """A secret, and each line of a multi-line one (a PEM printed line by line), stripped."""
+    parts = {secret}
+    if "\n" in secret or "\r" in secret:
+        parts.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= MIN_LINE_SECRET)
+    return parts
+
+
 class Redactor:
-    """Replaces every secret value in strings (nested anywhere) with ***."""
+    """The one redaction path: every sink (trace, events, records, logs, JUnit, recordings, outputs
+    files) gets text through it. Replaces each secret value, and each line of a multi-line one, in
+    strings nested anywhere, dict keys included, with ***.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         # Longest first, so a secret containing another is fully hidden. Even a short value is
         # redacted: a garbled trace is better than a leaked secret.
-        self._values = sorted({s for s in secrets if s}, key=len, reverse=True)
+        parts = {part for s in secrets if s for part in _secret_parts(s)}
+        self._values = sorted(parts, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
 
     def text(self, value: str) -> str:
         for secret in self._values:
@@ -105,16 +123,22 @@ class Redactor:
                 value = value.replace(secret, REDACTED)
         return value
 
+    def optional(self, value: str | None) -> str | None:
+        return None if value is None else self.text(value)
+
     def value(self, value: object) -> object:
         if not self._values:
             return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):
-            return {k: self.value(v) for k, v in value.items()}
+            return {self.value(k): self.value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+NO_SECRETS = Redactor(())
 
 
 class EventBus:

@@ -6,14 +6,18 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from orchestr.orphans import Ledger
+
 TERM_GRACE_SECONDS = 2.0
 TAIL_LINES = 40
+PIPE_DRAIN_SECONDS = 1.0
 TAIL_CHARS = 8000
 
 
@@ -45,23 +49,34 @@ def kill_group(pgid: int, *, grace: float = TERM_GRACE_SECONDS, reap: Callable[[
 
 
 class ProcessRegistry:
-    """The process groups a run has started; stopped all at once on cancel."""
+    """The process groups a run has started; stopped all at once on cancel. With a ledger, they are
+    also on disk, watched, so a runner killed by `kill -9` does not leave them running."""
 
-    def __init__(self) -> None:
+    def __init__(self, ledger: Ledger | None = None) -> None:
         self._groups: set[int] = set()
         self._lock = threading.Lock()
+        self._ledger = ledger
         self.cancelled = False
 
     def add(self, pgid: int) -> None:
         with self._lock:
             self._groups.add(pgid)
             cancelled = self.cancelled
+        if self._ledger is not None:
+            self._ledger.add(pgid)
         if cancelled:
             kill_group(pgid, grace=0.5)
 
     def discard(self, pgid: int) -> None:
         with self._lock:
             self._groups.discard(pgid)
+        if self._ledger is not None:
+            self._ledger.discard(pgid)
+
+    def close(self) -> None:
+        """The run ended cleanly: forget the ledger and let its watchdog go."""
+        if self._ledger is not None:
+            self._ledger.close()
 
     def stop_all(self) -> None:
         with self._lock:
@@ -95,8 +110,11 @@ class Finished:
     stderr: str
 
 
-def _pump(stream: IO[bytes], tail: Tail, on_line: Callable[[str], None] | None) -> None:
+def _pump(stream: IO[bytes], tail: Tail, on_line: Callable[[str], None] | None, over: threading.Event) -> None:
+    """Lines into the tail and `on_line`, until the stream closes; nothing is forwarded once `over`."""
     for raw in iter(stream.readline, b""):
+        if over.is_set():
+            continue
         line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         tail.add(line)
         if on_line is not None:
@@ -123,8 +141,9 @@ def run_process(
         registry.add(proc.pid)
     tails = (Tail(), Tail())
     assert proc.stdout is not None and proc.stderr is not None
-    pumps = [threading.Thread(target=_pump, args=(proc.stdout, tails[0], on_stdout), daemon=True),
-             threading.Thread(target=_pump, args=(proc.stderr, tails[1], on_stderr), daemon=True)]
+    over = threading.Event()
+    pumps = [threading.Thread(target=_pump, args=(proc.stdout, tails[0], on_stdout, over), daemon=True),
+             threading.Thread(target=_pump, args=(proc.stderr, tails[1], on_stderr, over), daemon=True)]
     for pump in pumps:
         pump.start()
     timed_out = False
@@ -138,6 +157,10 @@ def run_process(
         proc.wait()
         if registry is not None:
             registry.discard(proc.pid)
+    # The pipes close when the group is gone; a grandchild that escaped it (setsid) may hold them
+    # open for as long as it lives: its lines are not waited for.
+    drained_by = time.monotonic() + PIPE_DRAIN_SECONDS
     for pump in pumps:
-        pump.join(timeout=5)
+        pump.join(timeout=max(0.0, drained_by - time.monotonic()))
+    over.set()
     return Finished(None if timed_out else proc.returncode, timed_out, tails[0].text(), tails[1].text())

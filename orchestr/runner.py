@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from orchestr.prune import remove_work_folders, work_folder
 from orchestr.steps.base import StepRunner
 from orchestr.store import Store
 
+PROVIDER_KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 DEFAULT_MAX_PARALLEL = 8
 
 
@@ -41,6 +43,42 @@ class RunRequest:
     queue: bool = False  # wait for the workflow's lock instead of exiting busy (overlap: queue)
     deadline: float | None = None  # seconds; stop the run after it (scheduled runs)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    say: Callable[[str], None] = field(default=lambda line: _say_on_stderr(line))  # notices (a swept leftover)
+    control: RunControl | None = None  # how a signal handler stops this run
+
+
+class RunControl:
+    """Stops a run from a signal handler: any number of calls, before or after the engine exists,
+    end in one orderly stop (the engine's own; its children get SIGTERM, then SIGKILL after the grace)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self.reason: str | None = None
+
+    def attach(self, engine: Engine) -> None:
+        with self._lock:
+            self._engine = engine
+            reason = self.reason
+        if reason is not None:
+            engine.stop(reason)
+
+    @property
+    def attached(self) -> bool:
+        """Has a run's engine been handed over (a drainer between slots still has the last one)?"""
+        with self._lock:
+            return self._engine is not None
+
+    def stop(self, reason: str = "cancelled") -> bool:
+        """Ask once; True the first time. Never blocks (a signal handler calls it)."""
+        with self._lock:
+            if self.reason is not None:
+                return False
+            self.reason = reason
+            engine = self._engine
+        if engine is not None:
+            threading.Thread(target=engine.stop, args=(reason,), name="orchestr-stop", daemon=True).start()
+        return True
 
 
 @dataclass(frozen=True)
@@ -105,10 +143,18 @@ def _typed(spec: InputSpec, text: str) -> object:
     return value
 
 
-def secret_values(project: Project, plan: Plan, env: Mapping[str, str]) -> list[str]:
-    from orchestr.steps.providers import secret_values as values
+def project_secret_names(project: Project) -> set[str]:
+    """The secrets every run of the project redacts: orchestr.yaml's `secrets:`, provider keys
+    (the usual two and each provider's `api_key_env`) and each MCP server's `env_from`."""
+    names = {*project.config.secrets, *PROVIDER_KEY_VARS}
+    names.update(p.api_key_env for p in project.config.providers.values() if p.api_key_env)
+    names.update(n for server in project.config.mcp_servers.values() for n in server.env_from)
+    return names
 
-    return values(project.config, plan, env)
+
+def secret_values(project: Project, plan: Plan | None, env: Mapping[str, str]) -> list[str]:
+    names = project_secret_names(project) | set(plan.secrets if plan is not None else ())
+    return [env[n] for n in names if env.get(n)]
 
 
 def runners_for(plan: Plan, *, record: Path | None = None, replay: Path | None = None,
@@ -175,8 +221,11 @@ def execute(
     lock: WorkflowLock | None = None,
 ) -> RunResult:
     """One run. `lock`, when given, is the workflow's lock already held by the caller (a drainer)."""
+    from orchestr.writable import check_folder
+
     store = Store(project.state_dir)
     try:
+        check_folder("the runs folder", project.state_dir / "runs")
         return _execute(project, plan, request, store, runners, list(sinks), list(log_sinks), run_id, lock)
     finally:
         store.close()
@@ -199,11 +248,13 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
     else:
         run_id = run_id or new_run_id(utc_now())
         inputs = parse_inputs(plan.spec.inputs, request.inputs)
+    redactor = Redactor(secret_values(project, plan, request.env))
     lock = held or WorkflowLock(project.state_dir, plan.workflow)
     if held is None:
         lock.acquire(run_id, wait=request.queue)
     else:
         lock.name_holder(run_id)
+    _sweep(project, plan.workflow, request)
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
     from orchestr.observability.output import RunOutputSink, output_path
     from orchestr.observability.telemetry import telemetry_sinks
@@ -215,16 +266,19 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             prior = _prior(store, run_id)
             store.reopen_run(run_id)
         else:
-            store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger, inputs=inputs,
+            store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger,
+                             inputs=redactor.value(inputs),  # type: ignore[arg-type]
                              options=_options(request), slot=slot)
         bus = EventBus(run=run_id, workflow=plan.workflow,
-                       redactor=Redactor(secret_values(project, plan, request.env)),
+                       redactor=redactor,
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks,
                               *telemetry_sinks(plan, request.env)], log_sinks=[output_sink, *log_sinks])
         config = EngineConfig(run_id=run_id, root=project.root, work_dir=work_dir,
                               max_parallel=request.max_parallel or project.config.defaults.max_parallel or DEFAULT_MAX_PARALLEL,
                               base_env=request.env, slot=slot)
         engine = Engine(plan, config=config, bus=bus, recorder=store, runners=runners)
+        if request.control is not None:
+            request.control.attach(engine)
         with _deadline(engine, request.deadline):
             outcome = engine.run(inputs, prior=prior)
         store.finish_run(run_id, status=outcome.status, exit_code=outcome.exit_code,
@@ -246,6 +300,18 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
 
         write_junit(request.junit_file, plan, run_id, outcome)
     return RunResult(run_id, outcome, bool(request.resume))
+
+
+def _sweep(project: Project, workflow: str, request: RunRequest) -> None:
+    """With the workflow's lock held, no other run of it lives: stop what dead runs left running."""
+    from orchestr.orphans import sweep_leftovers
+    from orchestr.processes import kill_group
+
+    sweep_leftovers(project.state_dir / "runs", workflow, say=request.say, kill=kill_group)
+
+
+def _say_on_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 OUTCOME_BY_STATUS = {"succeeded": "ran", "failed": "failed", "unverified": "unverified", "cancelled": "failed",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 
     from orchestr.plan import Plan
     from orchestr.project import Project
+    from orchestr.runner import RunControl
     from orchestr.trace import PlainTrace
 
 
@@ -24,8 +27,25 @@ def register(app: typer.Typer) -> None:
     app.command("run")(run)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _stopping_on_signals(control: RunControl) -> Iterator[None]:
+    """Ctrl-C and SIGTERM, however many, ask the run to stop once; none raises into the run."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if control.stop("cancelled"):
+            sys.stderr.write(f"\n{signal.Signals(signum).name}: cancelling the run "
+                             "(steps get SIGTERM, then SIGKILL after the grace)\n")
+            sys.stderr.flush()
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @handle_errors
@@ -49,7 +69,14 @@ def run(
     """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
     from orchestr.compiler import compile_workflow
     from orchestr.errors import UsageError
-    from orchestr.runner import RunRequest, close_runners, execute, parse_inputs, runners_for
+    from orchestr.runner import (
+        RunControl,
+        RunRequest,
+        close_runners,
+        execute,
+        parse_inputs,
+        runners_for,
+    )
     from orchestr.trace import LiveTrace, render_summary
 
     if record and replay:
@@ -69,25 +96,34 @@ def run(
         out.print(render_plan(plan))
         return
     parse_inputs(plan.spec.inputs, inputs or [])  # a bad input is reported before a missing API key
+    _check_outputs(events=events, junit=junit, record=record)
     runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
     request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
                          resume=resume, trigger=trigger, record=record, replay=replay,
-                         attach=list(attach or []), allow=list(allow or []))
+                         attach=list(attach or []), allow=list(allow or []), control=RunControl())
     live = out.is_terminal and not quiet
     trace = LiveTrace(out, verbose=verbose) if live else ci_trace(out, plan, verbose=verbose, quiet=quiet)
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        if isinstance(trace, LiveTrace):
-            with trace:
+    with _stopping_on_signals(request.control or RunControl()):
+        try:
+            if isinstance(trace, LiveTrace):
+                with trace:
+                    result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
+            else:
                 result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
-        else:
-            result = execute(proj, plan, request, runners=runners, sinks=[trace], log_sinks=[trace])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        close_runners(runners)
-    out.print(render_summary(plan, result.run_id, result.outcome, quiet=quiet))
-    sys.stdout.flush()
+        finally:
+            close_runners(runners)
+        out.print(render_summary(plan, result.run_id, result.outcome, quiet=quiet))
+        sys.stdout.flush()
     raise typer.Exit(int(result.outcome.exit_code))
+
+
+def _check_outputs(*, events: Path | None, junit: Path | None, record: Path | None) -> None:
+    """Each output path writable before anything runs (exit 2), so no work is lost to a bad path."""
+    from orchestr.writable import check_output_file
+
+    for option, path in (("--events", events), ("--junit", junit), ("--record", record)):
+        if path is not None:
+            check_output_file(option, path)
 
 
 def heartbeat_seconds() -> float | None:
@@ -134,8 +170,19 @@ def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
         trace = CiTrace(out, verbose=verbose, heartbeat=every)
         return [trace], [trace]
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    from orchestr.runner import RunControl
+
+    control = RunControl()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # In a run: one orderly stop, however many signals. Waiting for a turn: stop waiting.
+        if control.stop("cancelled") and not control.attached:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
-        return serve_workflow(proj, workflow, sinks=sinks, env=dict(os.environ), say=lambda line: out.print(line, soft_wrap=True))
+        return serve_workflow(proj, workflow, sinks=sinks, env=dict(os.environ), control=control,
+                              say=lambda line: out.print(line, soft_wrap=True))
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)

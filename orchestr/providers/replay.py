@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestr.errors import UsageError
-from orchestr.events import Redactor
+from orchestr.events import NO_SECRETS, Redactor
 from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import (
     AssistantMessage,
@@ -54,7 +54,7 @@ class RecordingProvider:
     """Appends each exchange to the file, secrets redacted as in events: the key is a hash of the
     unredacted request, so replay still matches; a redacted answer replays as `***`."""
 
-    def __init__(self, inner: Provider, path: Path, lock: threading.Lock, *, redactor: Redactor) -> None:
+    def __init__(self, inner: Provider, path: Path, lock: threading.Lock, *, redactor: Redactor = NO_SECRETS) -> None:
         self.inner = inner
         self.name = inner.name
         self.path = path

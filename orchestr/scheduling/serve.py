@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestr.errors import ExitCode, OrchestrError
 from orchestr.events import EventSink, LogSink, Redactor, iso, utc_now
@@ -22,6 +23,9 @@ from orchestr.steps.base import StepRunner
 from orchestr.store import Store
 
 LOCK_FD_VAR = "ORCHESTR_LOCK_FD"
+if TYPE_CHECKING:
+    from orchestr.runner import RunControl
+
 Sinks = Callable[[], tuple[Sequence[EventSink], Sequence[LogSink]]]
 
 
@@ -30,7 +34,7 @@ def log_path(project: Project, workflow: str) -> Path:
 
 
 def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mapping[str, str],
-                   say: Callable[[str], None]) -> int:
+                   say: Callable[[str], None], control: RunControl | None = None) -> int:
     """Serve every owed slot of `workflow`; the exit code is 1 if any of them did not succeed."""
     from orchestr.runner import new_run_id
 
@@ -47,7 +51,7 @@ def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mappin
 
         def serve(slot_at: datetime, run_id: str) -> SlotResult:
             return serve_slot(project, store, lock, workflow, slot=slot_at, run_id=run_id, sinks=sinks,
-                              env=env, say=say)
+                              env=env, say=say, control=control)
 
         results = drain(store, lock, workflow, serve=serve, new_run_id=lambda: new_run_id(utc_now()))
     finally:
@@ -67,7 +71,8 @@ def _deadline(project: Project, workflow: str) -> timedelta | None:
 
 
 def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str, *, slot: datetime, run_id: str,
-               sinks: Sinks, env: Mapping[str, str], say: Callable[[str], None]) -> SlotResult:
+               sinks: Sinks, env: Mapping[str, str], say: Callable[[str], None],
+               control: RunControl | None = None) -> SlotResult:
     from orchestr.compiler import compile_workflow
     from orchestr.review.lockfile import guard_run
     from orchestr.runner import (
@@ -86,7 +91,8 @@ def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str
         plan = compile_workflow(fresh.find_workflow(workflow), fresh.tree, fresh.config)
         guard_run(fresh, plan, warn=say)  # a stale orchestr.lock: a warning, or a refusal with `lock: required`
         runners = runners_for(plan, env=env)
-        request = RunRequest(trigger="schedule", slot=iso(slot), deadline=schedule_deadline(plan), env=env)
+        request = RunRequest(trigger="schedule", slot=iso(slot), deadline=schedule_deadline(plan), env=env,
+                             control=control, say=say)
         event_sinks, log_sinks = sinks()
         result = execute(fresh, plan, request, runners=runners, sinks=event_sinks, log_sinks=log_sinks,
                          run_id=run_id, lock=lock)
@@ -109,7 +115,12 @@ def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str
 
 def _not_started(project: Project, store: Store, workflow: str, slot: datetime, why: str, code: int,
                  env: Mapping[str, str], say: Callable[[str], None]) -> SlotResult:
-    redact = Redactor(_project_secrets(project, env))
+    from orchestr.runner import PROVIDER_KEY_VARS, secret_values
+
+    try:  # the project's secrets (orchestr.yaml, provider keys, env_from); the plan never compiled
+        redact = Redactor(secret_values(project, None, env))
+    except OrchestrError:
+        redact = Redactor([env[n] for n in PROVIDER_KEY_VARS if env.get(n)])
     detail = f"the run could not start: {redact.text(why)}"
     say(f"error: {detail}")
     store.settle_slot(workflow, slot, outcome="failed",
@@ -123,17 +134,3 @@ def _shown(path: Path, root: Path) -> str:
     except ValueError:
         return str(path)
 
-
-def _project_secrets(project: Project, env: Mapping[str, str]) -> list[str]:
-    """The secret values known without a compiled plan: API keys and the servers' `env_from`."""
-    from orchestr.steps.providers import PROVIDER_KEY_VARS
-
-    names = set(PROVIDER_KEY_VARS)
-    try:
-        config = project.config
-    except OrchestrError:
-        config = None
-    if config is not None:
-        names.update(p.api_key_env for p in config.providers.values() if p.api_key_env)
-        names.update(n for server in config.mcp_servers.values() for n in server.env_from)
-    return [env[n] for n in names if env.get(n)]

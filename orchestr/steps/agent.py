@@ -323,7 +323,11 @@ def build_agent_runner(plan: Plan, *, record: Path | None, replay: Path | None, 
     governance = Governance.for_state_dir(project.config.state_dir)
     permissions = {s.id: apply_grants(s.permissions, allow, governance=governance)
                    for s in plan.steps.values() if s.permissions is not None}
-    pool = ProviderPool(plan, project.config, environ, record=record, replay=replay)
+    from orchestr.events import Redactor
+    from orchestr.runner import secret_values
+
+    pool = ProviderPool(plan, project.config, environ, record=record, replay=replay,
+                        redactor=Redactor(secret_values(project, plan, environ)))
     # tools run for real even with --replay, so their servers' variables are checked either way
     tools = [t for s in plan.steps.values() if s.agent is not None for t in s.agent.tools]
     check_server_env(project.config, [*tools, *granted_tools(allow)], environ)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestr.events import Redactor
+from orchestr.events import NO_SECRETS, Redactor
 from orchestr.models import ProjectConfig
 from orchestr.plan import Plan
 from orchestr.providers import check_keys, connect, endpoint, split_model
@@ -16,21 +16,13 @@ from orchestr.providers.retrying import RetryingProvider
 from orchestr.steps.base import Attempt
 
 HTTP_TIMEOUT_SECONDS = 300.0
-PROVIDER_KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
-
-
-def secret_values(config: ProjectConfig, plan: Plan, env: Mapping[str, str]) -> list[str]:
-    """The values never to write anywhere: declared secrets, API keys, MCP servers' env_from."""
-    names = {*plan.secrets, *PROVIDER_KEY_VARS}
-    names.update(p.api_key_env for p in config.providers.values() if p.api_key_env)
-    names.update(n for server in config.mcp_servers.values() for n in server.env_from)
-    return [env[n] for n in names if env.get(n)]
 
 
 class ProviderPool:
     def __init__(self, plan: Plan, config: ProjectConfig, env: Mapping[str, str], *, record: Path | None,
-                 replay: Path | None, retry_initial: float = 1.0) -> None:
+                 replay: Path | None, retry_initial: float = 1.0, redactor: Redactor = NO_SECRETS) -> None:
         self.config = config
+        self.redactor = redactor
         self.env = env
         self.record = record
         self.book = ReplayBook(replay) if replay else None
@@ -43,7 +35,6 @@ class ProviderPool:
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._record_lock = threading.Lock()
-        self._redactor = Redactor(secret_values(config, plan, env))
 
     def _inner(self, name: str) -> Provider:
         with self._lock:
@@ -54,7 +45,7 @@ class ProviderPool:
                     provider = connect(endpoint(name, self.config, self.env), timeout=HTTP_TIMEOUT_SECONDS)
                     if self.record is not None:
                         provider = RecordingProvider(provider, self.record, self._record_lock,
-                                                     redactor=self._redactor)
+                                                     redactor=self.redactor)
                 self._providers[name] = provider
             return self._providers[name]
 

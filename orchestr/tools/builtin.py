@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
+import re
 import socket
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -25,6 +24,7 @@ from orchestr.governance import Governance
 from orchestr.interruption import NEVER, Interrupted, Stop, wait_future
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.processes import ProcessRegistry, run_process
+from orchestr.tools import safefs
 from orchestr.tools.sandbox import SandboxRefused
 
 Outcome = Literal["ok", "denied", "error"]
@@ -114,34 +114,31 @@ def _truncate(text: str, limit: int) -> str:
 
 
 def _read_file(args: Mapping[str, object], ctx: ToolContext) -> str:
-    path, relative = _path(ctx, _arg(args, "path", str), write=False)
-    if path.is_dir():
-        raise _Refused("error", f"{relative} is a folder: use list_files")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _Refused("error", f"{relative} does not exist") from None
+    _, relative = _path(ctx, _arg(args, "path", str), write=False)
+    # utf-8 needs at most 4 bytes a character: more than this can never be shown
+    data, more = safefs.read_file(ctx.root, relative, limit=ctx.max_output * 4)
     if b"\x00" in data[:8192]:
         raise _Refused("error", f"{relative} is a binary file")
-    return _truncate(data.decode("utf-8", errors="replace"), ctx.max_output)
+    text = data.decode("utf-8", errors="replace")
+    if more and len(text) <= ctx.max_output:
+        text += f"\n[... truncated at {len(data)} bytes]"
+    return _truncate(text, ctx.max_output)
 
 
 def _write_file(args: Mapping[str, object], ctx: ToolContext) -> str:
-    path, relative = _path(ctx, _arg(args, "path", str), write=True)
+    _, relative = _path(ctx, _arg(args, "path", str), write=True)
     content: str = _arg(args, "content", str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.replace(tmp, path)
-    return f"wrote {len(content.encode())} bytes to {relative}"
+    data = content.encode("utf-8", errors="surrogatepass")
+    safefs.write_file(ctx.root, relative, data)
+    return f"wrote {len(data)} bytes to {relative}"
 
 
 def _list_files(args: Mapping[str, object], ctx: ToolContext) -> str:
-    path, relative = _path(ctx, _arg(args, "path", str), write=False)
-    if not path.is_dir():
-        raise _Refused("error", f"{relative} is not a folder")
-    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    _, relative = _path(ctx, _arg(args, "path", str), write=False)
+    try:
+        entries = safefs.list_folder(ctx.root, relative)
+    except NotADirectoryError:
+        raise _Refused("error", f"{relative} is not a folder") from None
     shown = entries[:MAX_LIST_ENTRIES]
     more = f"\n[... {len(entries) - len(shown)} more]" if len(entries) > len(shown) else ""
     return "\n".join(shown) + more if shown else "(empty folder)"
@@ -176,18 +173,44 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a redirect could leave the allow-list: hand it back to the model instead
 
 
-def _http_request(args: Mapping[str, object], ctx: ToolContext) -> str:
-    method = str(_arg(args, "method", str)).upper()
-    url = _arg(args, "url", str)
-    parsed = urllib.parse.urlsplit(url)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token: a method or a header name
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters (a tab is allowed)
+
+
+def _http_args(args: Mapping[str, object]) -> tuple[str, str, dict[str, str], str | None]:
+    """The request's method, URL, headers and body, or a refusal the model can read and fix."""
+    method = _arg(args, "method", str).upper()
+    if not _TOKEN.match(method):
+        raise _Refused("error", f"method {method!r} is not an HTTP method (letters such as GET or POST)")
+    url: str = _arg(args, "url", str)
+    if _BAD_VALUE.search(url) or " " in url:
+        raise _Refused("error", "url must not contain spaces, CR, LF or other control characters")
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise _Refused("error", f"url {url!r} is not a valid URL: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise _Refused("error", "url must be an http:// or https:// URL with a host")
+    headers = _arg(args, "headers", dict, required=False) or {}
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            raise _Refused("error", f"header name {name!r} is not valid (no spaces, colons or control characters)")
+        if not isinstance(value, str) or _BAD_VALUE.search(value):
+            raise _Refused("error", f"header {name!r} must be a string without CR, LF or control characters")
+        clean[name] = value
+    return method, url, clean, _arg(args, "body", str, required=False)
+
+
+def _http_request(args: Mapping[str, object], ctx: ToolContext) -> str:
+    method, url, headers, body = _http_args(args)
+    parsed = urllib.parse.urlsplit(url)
+    assert parsed.hostname is not None
     decision = ctx.permissions.check_host(parsed.hostname)
     if not decision.allowed:
         raise _Refused("denied", f"denied: {decision.reason}")
-    headers = _arg(args, "headers", dict, required=False) or {}
-    body = _arg(args, "body", str, required=False)
-    request = urllib.request.Request(url, method=method, headers={str(k): str(v) for k, v in headers.items()},
+    request = urllib.request.Request(url, method=method, headers=headers,
                                      data=body.encode() if body is not None else None)
     status, text = _fetch(request, ctx)
     return f"status: {status}\n" + _truncate(text, ctx.max_output)
@@ -256,6 +279,8 @@ def _read(opener: urllib.request.OpenerDirector, request: urllib.request.Request
         return exc.code, text
     except (urllib.error.URLError, OSError) as exc:
         raise _Refused("error", f"request failed: {getattr(exc, 'reason', exc)}") from None
+    except (http.client.HTTPException, ValueError, UnicodeError) as exc:  # a malformed reply or request
+        raise _Refused("error", f"request failed: {type(exc).__name__}: {exc}") from None
 
 
 _ACTIONS: Mapping[str, Callable[[Mapping[str, object], ToolContext], str]] = {
@@ -275,5 +300,9 @@ def call_builtin(name: str, args: Mapping[str, object], ctx: ToolContext) -> Too
         return ToolResult("ok", _ACTIONS[name](args, ctx))
     except _Refused as refused:
         return ToolResult(refused.outcome, str(refused))
+    except safefs.Refused as refused:
+        return ToolResult("error", str(refused))
     except OSError as exc:
         return ToolResult("error", f"{name} failed: {exc.strerror or exc}")
+    except (ValueError, TypeError, UnicodeError) as exc:  # hostile arguments never crash the run
+        return ToolResult("error", f"{name} failed: {type(exc).__name__}: {exc}")
