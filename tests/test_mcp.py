@@ -165,7 +165,7 @@ def test_a_server_that_dies_gives_error_results(hub: McpHub) -> None:
     [pid] = _children(TIME_SERVER)
     os.kill(pid, signal.SIGKILL)
     result = hub.call("time.get_current_time", {"timezone": "UTC"}, timeout=30)
-    assert result.outcome == "error" and "MCP server 'time'" in result.content and "not running" in result.content
+    assert result.outcome == "error" and "MCP server 'time'" in result.content and "crashed during the call" in result.content
 
 
 def test_a_slow_call_times_out_and_the_server_stays_usable(hub: McpHub) -> None:
