@@ -43,11 +43,12 @@ def state_url(project: Project) -> tuple[str | None, str]:
     return None, "default"
 
 
-def open_store(project: Project, *, read_only: bool = False) -> Store:
-    """The project's store. `read_only` (runs, status) also works on a state dir it cannot write."""
+def open_store(project: Project, *, read_only: bool = False, migrating: bool = False) -> Store:
+    """The project's store. `read_only` (runs, status) also works on a state dir it cannot write;
+    `migrating` (`orchestr state migrate`) opens a database older than this orchestr."""
     url, where = state_url(project)
     if url is None:
-        return SqliteStore(project.state_dir, read_only=read_only)
+        return SqliteStore(project.state_dir, read_only=read_only, migrating=migrating)
     if url.startswith(POSTGRES_SCHEMES):
         try:
             import psycopg  # noqa: F401
@@ -58,6 +59,6 @@ def open_store(project: Project, *, read_only: bool = False) -> Store:
                 "pip install 'orchestr[postgres]'") from None
         from orchestr.store.postgres import PostgresStore
 
-        return PostgresStore(url, state_dir=project.state_dir)
+        return PostgresStore(url, state_dir=project.state_dir, migrating=migrating)
     raise ConfigurationError(f"state URL {redact_url(url)} (from {where}) is not supported: use a "
                              "postgresql://HOST/DB URL, or unset it for SQLite under state_dir")

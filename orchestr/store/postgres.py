@@ -92,12 +92,12 @@ class PostgresStore(SqlStore):
     backend = "postgresql"
     step_order = "seq"
 
-    def __init__(self, url: str, *, state_dir: Path) -> None:
+    def __init__(self, url: str, *, state_dir: Path, migrating: bool = False) -> None:
         self.state_dir = state_dir
         self.url = redact_url(url)
         self._secrets = url_secrets(url)
         self._busy_wait = float(os.environ.get("ORCHESTR_STATE_BUSY_TIMEOUT") or 300)
-        self._ensure_schema(url)
+        self._ensure_schema(url, migrating=migrating)
         self._pool = self._open_pool(url)
 
     # --- connections and errors -------------------------------------------------------------
@@ -124,7 +124,7 @@ class PostgresStore(SqlStore):
         return ConnectionPool(url, min_size=1, max_size=4, open=True, timeout=30, name="orchestr",
                               kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 10})
 
-    def _ensure_schema(self, url: str) -> None:
+    def _ensure_schema(self, url: str, *, migrating: bool) -> None:
         """Create the schema on first use (under an advisory lock); refuse one older or newer."""
         with self._connect(url) as conn:
             version = self._version_of(conn)
@@ -133,7 +133,7 @@ class PostgresStore(SqlStore):
                 version = SCHEMA_VERSION
         from orchestr.store.sqlite import check_version
 
-        check_version(version, self.url)
+        check_version(version, self.url, migrating=migrating)
 
     def _version_of(self, conn: psycopg.Connection[Any]) -> int | None:
         import psycopg

@@ -78,12 +78,13 @@ class SqliteStore(SqlStore):
 
     backend = "sqlite"
 
-    def __init__(self, state_dir: Path, *, read_only: bool = False) -> None:
+    def __init__(self, state_dir: Path, *, read_only: bool = False, migrating: bool = False) -> None:
         self.state_dir = state_dir
         self.path = state_dir / DB_NAME
         self.url = str(self.path)
         self._lock = threading.RLock()
         self._busy_wait = _env_seconds(BUSY_VAR, 300.0)
+        self._migrating = migrating
         writable = not (read_only and self.path.is_file() and not os.access(state_dir, os.W_OK))
         self._db = self._open() if writable else self._open_read_only()
 
@@ -148,7 +149,7 @@ class SqliteStore(SqlStore):
         return _version(row[0] if row else None, self.url)
 
     def _check_version(self) -> None:
-        check_version(self.schema_version(), self.url)
+        check_version(self.schema_version(), self.url, migrating=self._migrating)
 
     def _apply(self, db: sqlite3.Connection, current: int) -> None:
         script = "".join(MIGRATIONS[v] for v in range(current + 1, SCHEMA_VERSION + 1))
@@ -242,8 +243,8 @@ def _version(raw: object, where: str) -> int | None:
                          "table was altered; restore the database from a backup") from None
 
 
-def check_version(version: int | None, where: str) -> None:
-    if version is None or version == SCHEMA_VERSION:
+def check_version(version: int | None, where: str, *, migrating: bool = False) -> None:
+    if version is None or version == SCHEMA_VERSION or (migrating and version < SCHEMA_VERSION):
         return
     if version > SCHEMA_VERSION:
         raise StateError(f"state database {where} has schema version {version}, newer than this orchestr knows "
