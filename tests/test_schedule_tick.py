@@ -20,7 +20,8 @@ from orchestr.lock import WorkflowLock
 from orchestr.project import Project
 from orchestr.scheduling.policy import ledger_start
 from orchestr.scheduling.slots import slots_between
-from orchestr.store import LockHandover, SqliteStore as Store
+from orchestr.store import LockHandover
+from orchestr.store import SqliteStore as Store
 from orchestr.tick import TickReport, tick
 from tests.conftest import ProjectDir
 
