@@ -98,8 +98,10 @@ def export_files(project: Project, kind: str, *, options: ExportOptions) -> Expo
     workflows, _ = scheduled_workflows(project)
     pairs = [(w.name, w.spec.schedule) for w in workflows if w.spec.schedule is not None]
     if kind == "kubernetes":
+        from orchestr.store import state_url
+
         cluster = export.Cluster(project=project.root.name, state_dir=PurePosixPath(project.config.state_dir),
-                                 image=options.image)
+                                 image=options.image, shared_state=state_url(project)[0] is not None)
         return export.kubernetes(pairs, cluster)
     if kind == "github-actions":
         return _github_actions(project, workflows, pairs, options)

@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS slots (
     2: """
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at, id);
 CREATE INDEX IF NOT EXISTS slots_by_run ON slots (run_id);
+CREATE INDEX IF NOT EXISTS slots_owed ON slots (workflow, slot) WHERE outcome IS NULL;
 CREATE TABLE IF NOT EXISTS leases (
   name TEXT PRIMARY KEY, token TEXT NOT NULL, holder TEXT NOT NULL, host TEXT NOT NULL,
   pid INTEGER NOT NULL, start TEXT, beat_at TIMESTAMPTZ NOT NULL);
@@ -199,8 +200,11 @@ class PostgresStore(SqlStore):
         since = time.monotonic()
         while True:
             try:
-                with self._pool.connection() as conn, conn.transaction():
-                    return [conn.execute(_sql(sql), args).rowcount for sql, args in statements]  # type: ignore[arg-type]
+                with self._pool.connection() as conn:
+                    if len(statements) == 1:  # one statement is its own transaction: no BEGIN/COMMIT trips
+                        return [conn.execute(_sql(statements[0][0]), statements[0][1]).rowcount]  # type: ignore[arg-type]
+                    with conn.transaction():
+                        return [conn.execute(_sql(sql), args).rowcount for sql, args in statements]  # type: ignore[arg-type]
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 if time.monotonic() - since > self._busy_wait:
                     raise self._error(exc, "writing") from None

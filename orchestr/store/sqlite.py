@@ -62,7 +62,9 @@ MIGRATIONS: dict[int, str] = {
     1: _V1,
     # `orchestr runs` reads the newest runs through an index: flat in the size of the history.
     2: "CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at, id);"
-       "CREATE INDEX IF NOT EXISTS slots_by_run ON slots (run_id);",
+       "CREATE INDEX IF NOT EXISTS slots_by_run ON slots (run_id);"
+       # the owed slots (no outcome yet) without reading a workflow's whole history
+       "CREATE INDEX IF NOT EXISTS slots_owed ON slots (workflow, slot) WHERE outcome IS NULL;",
 }
 
 
