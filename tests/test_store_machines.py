@@ -252,3 +252,39 @@ def test_four_tickers_on_two_hosts_over_a_week_double_no_slot_and_lose_none(
     finally:
         for store in stores:
             store.close()
+
+
+def test_state_info_migrate_and_every_message_hide_the_password(tmp_path: Path, postgres_url: str) -> None:
+    secret_url = postgres_url.replace("postgres@", "postgres:hunter2@")  # trust auth ignores the password
+    a, _ = _machines(tmp_path, secret_url, {"w.yaml": "steps:\n  - id: a\n    run: 'true'\n"})
+    assert a.run("run", "w", "-q").exit_code == 0
+    info = a.run("state", "info")
+    assert info.exit_code == 0, info.output
+    assert "backend: postgresql" in info.stdout and "postgres:***@" in info.stdout and "schema version: 2" in info.stdout
+    assert "runs: 1" in info.stdout and "hunter2" not in info.output
+    facts = json.loads(a.run("state", "info", "--format", "json").stdout)
+    assert facts["counts"]["runs"] == 1 and facts["configured_by"] == "orchestr.yaml (state.url)"
+    migrated = a.run("state", "migrate")
+    assert migrated.exit_code == 0 and "already current" in migrated.stdout and "hunter2" not in migrated.output
+    down = a.run("runs", env={"ORCHESTR_STATE_URL": "postgresql://u:hunter2@127.0.0.1:1/db"})
+    assert down.exit_code == 1 and "u:***@127.0.0.1:1/db" in down.stderr
+    assert "hunter2" not in down.output and "Traceback" not in down.output
+    wrong = a.run("runs", env={"ORCHESTR_STATE_URL": "mysql://u:hunter2@db/x"})
+    assert wrong.exit_code == 2 and "ORCHESTR_STATE_URL" in wrong.stderr and "hunter2" not in wrong.output
+    a.write("orchestr.yaml", "state:\n  url: sqlite:///x.db\n")
+    invalid = a.run("validate")
+    assert invalid.exit_code == 2 and "orchestr.yaml:2:" in invalid.stderr, invalid.output
+
+
+def test_status_and_schedule_list_on_one_machine_see_the_other_machines_slots(tmp_path: Path, postgres_url: str) -> None:
+    a, b = _machines(tmp_path, postgres_url, {"job.yaml": (
+        'schedule: { cron: "*/15 * * * *", timezone: UTC }\nsteps: [ { id: a, run: "true" } ]\n')})
+    ticked = a.run("tick", "--now", "2026-11-24T08:15:03Z", "--wait", env=_env("host-a"))
+    assert ticked.exit_code == 0, ticked.output
+    again = b.run("tick", "--now", "2026-11-24T08:15:04Z", "--wait", env=_env("host-b"))
+    assert again.exit_code == 0 and "08:15" not in again.stdout  # claimed once, by host A
+    listed = json.loads(b.run("schedule", "list", "--now", "2026-11-24T08:16:00Z", "--format", "json",
+                              env=_env("host-b")).stdout)
+    assert [(r["last_outcome"], r["last_host"]) for r in listed] == [("ran", "host-a")]
+    status = b.run("status", "--now", "2026-11-24T08:16:00Z", env=_env("host-b"))
+    assert status.exit_code == 0, status.output
