@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,30 +19,51 @@ from orchestr.errors import Busy, StateError
 from orchestr.events import Event, iso, utc_now
 from orchestr.project import Project
 from orchestr.store import Store, open_store
+from orchestr.store.fake import FakeDatabase, FakeStore
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def _select(kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The backend's URL as ORCHESTR_STATE_URL ('' for SQLite under the project's .orchestr/)."""
-    if request.param == "postgres":
+    if kind == "postgres":
         url = request.getfixturevalue("postgres_url")
         monkeypatch.setenv("ORCHESTR_STATE_URL", url)
         return str(url)
     monkeypatch.delenv("ORCHESTR_STATE_URL", raising=False)
-    return ""
+    return kind if kind == "fake" else ""
+
+
+@pytest.fixture(params=["sqlite", "postgres", "fake"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every backend, the in-memory fake included."""
+    return _select(request.param, request, monkeypatch)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def durable(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The backends other processes can share (locks across processes, schema versions)."""
+    return _select(request.param, request, monkeypatch)
 
 
 @pytest.fixture
-def project(tmp_path: Path, backend: str) -> Project:
+def project(tmp_path: Path) -> Project:
     (tmp_path / "workflows").mkdir()
     return Project(tmp_path)
 
 
 @pytest.fixture
-def store(project: Project) -> Iterator[Store]:
-    opened = open_store(project)
+def opener(project: Project, backend: str) -> Callable[[], Store]:
+    """Opens another connection to the same store (for the fake: another view of one database)."""
+    if backend == "fake":
+        shared = FakeDatabase()
+        return lambda: FakeStore(shared, state_dir=project.state_dir)
+    return lambda: open_store(project)
+
+
+@pytest.fixture
+def store(opener: Callable[[], Store]) -> Iterator[Store]:
+    opened = opener()
     yield opened
     opened.close()
 
@@ -114,8 +135,8 @@ def test_the_ledger_advances_only_forwards_and_claims_each_slot_once(store: Stor
     assert [s["slot"] for s in store.slots("w", limit=2)] == [iso(slots[2]), iso(slots[1])]
 
 
-def test_concurrent_claims_from_separate_connections_win_each_slot_once(project: Project) -> None:
-    stores = [open_store(project) for _ in range(4)]
+def test_concurrent_claims_from_separate_connections_win_each_slot_once(opener: Callable[[], Store]) -> None:
+    stores = [opener() for _ in range(4)]
     slots = [T0 + timedelta(minutes=m) for m in range(60)]
     wins: Counter[datetime] = Counter()
     barrier = threading.Barrier(len(stores))
@@ -137,8 +158,8 @@ def test_concurrent_claims_from_separate_connections_win_each_slot_once(project:
     assert set(wins) == set(slots) and set(wins.values()) == {1}
 
 
-def test_the_workflow_lock_is_exclusive_names_its_holder_and_is_freed(project: Project) -> None:
-    one, two = open_store(project), open_store(project)
+def test_the_workflow_lock_is_exclusive_names_its_holder_and_is_freed(opener: Callable[[], Store]) -> None:
+    one, two = opener(), opener()
     try:
         lock = one.lock("w")
         assert lock.try_acquire("run-1")
@@ -173,7 +194,7 @@ time.sleep(60)
 """
 
 
-def test_a_lock_held_by_a_killed_process_is_reclaimed_on_its_machine(project: Project) -> None:
+def test_a_lock_held_by_a_killed_process_is_reclaimed_on_its_machine(project: Project, durable: str) -> None:
     child = subprocess.Popen([sys.executable, "-c", HOLD, str(project.root)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
@@ -190,7 +211,7 @@ def test_a_lock_held_by_a_killed_process_is_reclaimed_on_its_machine(project: Pr
         child.communicate()
 
 
-def test_a_held_lock_is_handed_to_a_child_with_no_gap(project: Project) -> None:
+def test_a_held_lock_is_handed_to_a_child_with_no_gap(project: Project, durable: str) -> None:
     store = open_store(project)
     lock = store.lock("w")
     assert lock.try_acquire("tick")
@@ -231,11 +252,12 @@ def test_info_counts_rows_and_hides_the_password(store: Store, backend: str) -> 
     _run(store, "r1")
     info = store.info()
     assert info.schema_version == info.current_version and info.counts["runs"] == 1
-    assert info.backend == ("postgresql" if backend else "sqlite")
+    assert info.backend == {"": "sqlite", "fake": "fake"}.get(backend, "postgresql")
 
 
-def test_a_wrong_schema_version_is_a_clear_error_and_migrate_moves_it_forward(project: Project, store: Store,
-                                                                             backend: str) -> None:
+def test_a_wrong_schema_version_is_a_clear_error_and_migrate_moves_it_forward(project: Project, durable: str) -> None:
+    backend, store = durable, open_store(project)
+    store.close()
     _set_version(store, backend, "1")
     with pytest.raises(StateError, match=r"schema version 1, older .*orchestr state migrate"):
         open_store(project)

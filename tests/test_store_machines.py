@@ -201,7 +201,7 @@ def test_four_tickers_on_two_hosts_over_a_week_double_no_slot_and_lose_none(
         tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     workflows = {f"{name}.yaml": f'schedule: {{ cron: "{cron}", timezone: Europe/Berlin, {policy} }}\n'
                                  'steps: [ { id: noop, run: "true" } ]\n' for name, (cron, policy) in SCHEDULES.items()}
-    a, b = _machines(tmp_path, postgres_url, workflows)
+    _machines(tmp_path, postgres_url, workflows)
     for name in ("a2", "b2"):  # a second ticker on each host: its own copy, its own connection pool
         shutil.copytree(tmp_path / name[0], tmp_path / name)
     tickers = [(host, Project(tmp_path / d)) for host, d in (("host-a", "a"), ("host-a", "a2"), ("host-b", "b"), ("host-b", "b2"))]
@@ -212,6 +212,7 @@ def test_four_tickers_on_two_hosts_over_a_week_double_no_slot_and_lose_none(
     end, clock = start + timedelta(days=SIM_DAYS), start
     down: dict[str, datetime] = {}
     first: datetime | None = None
+    last = start
     hosts_seen: Counter[str] = Counter()
     try:
         while clock < end:
@@ -223,7 +224,7 @@ def test_four_tickers_on_two_hosts_over_a_week_double_no_slot_and_lose_none(
                 elif host in down and down[host] <= clock:
                     del down[host]
             up = [i for i, (host, _) in enumerate(tickers) if host not in down]
-            chosen = rng.sample(up, k=min(len(up), rng.choice([1, 1, 2])))
+            chosen = rng.sample(up, k=min(len(up), rng.choice([1, 1, 1, 2])))
             now = clock + timedelta(seconds=rng.choice([-20, 0, 3, 30, 59]))
             for index in chosen:
                 host, project = tickers[index]
@@ -232,9 +233,8 @@ def test_four_tickers_on_two_hosts_over_a_week_double_no_slot_and_lose_none(
                 assert not report.problems
                 hosts_seen[host] += len(report.actions)
             if chosen:
-                first = first or now
-                last = now if chosen else last
-            clock += timedelta(minutes=rng.choice([1, 1, 2, 3]))
+                first, last = first or now, max(last, now)
+            clock += timedelta(minutes=rng.choice([1, 1, 2, 3, 5]))
         cluster.clock = end
         cluster.advance(everything=True)
         assert first is not None

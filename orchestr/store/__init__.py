@@ -24,6 +24,13 @@ from orchestr.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from orchestr.project import Project
+    from orchestr.store.fake import FakeLock, FakeStore
+    from orchestr.store.postgres import LeaseLock, PostgresStore
+
+    def _conforms(stores: tuple[SqliteStore, PostgresStore, FakeStore],
+                  locks: tuple[LeaseLock, FakeLock]) -> tuple[list[Store], list[Lock]]:
+        """mypy proves each backend implements the Protocols."""
+        return list(stores), list(locks)
 
 URL_VAR = "ORCHESTR_STATE_URL"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
