@@ -25,7 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from orchestr.errors import ExitCode
+from orchestr.errors import ExitCode, OrchestrError
 from orchestr.events import EventBus, iso, utc_now
 from orchestr.expressions import (
     ExpressionError,
@@ -186,8 +186,14 @@ class Engine:
         return outcome
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(HEARTBEAT_SECONDS):
-            self.recorder.heartbeat(self.config.run_id)
+        """Beat until the run ends; a failed beat (a full disk, the database away) waits for the next."""
+        from orchestr.store.base import heartbeat_interval
+
+        while not stop.wait(min(HEARTBEAT_SECONDS, heartbeat_interval())):
+            try:
+                self.recorder.heartbeat(self.config.run_id)
+            except OrchestrError:
+                continue
 
     def stop(self, reason: str = "cancelled") -> None:
         """Stop the run from any thread (a deadline timer, `orchestr cancel`): the same orderly stop as Ctrl-C."""

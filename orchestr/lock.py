@@ -16,13 +16,18 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from orchestr.errors import Busy, StateError
 
+if TYPE_CHECKING:
+    from orchestr.store.base import LockHandover
+
 POLL_SECONDS = 0.1
+LOCK_FD_VAR = "ORCHESTR_LOCK_FD"  # the inherited descriptor of a lock handed to a child process
 
 
 def _safe(name: str) -> str:
@@ -50,6 +55,10 @@ class WorkflowLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def fileno(self) -> int:
         assert self._fd is not None, "the lock is not held"
@@ -99,11 +108,36 @@ class WorkflowLock:
         self._fd = fd
         self.name_holder(run_id)
 
+    def adopt_from(self, env: Mapping[str, str], run_id: str) -> bool:
+        """Take over the lock a parent handed over (see `handover`); False when none was."""
+        inherited = env.get(LOCK_FD_VAR)
+        if not inherited:
+            return False
+        try:
+            fd = int(inherited)
+        except ValueError:
+            raise StateError(f"{LOCK_FD_VAR}={inherited!r} is not a descriptor number") from None
+        self.adopt(fd, run_id)
+        return True
+
+    def handover(self) -> LockHandover:
+        """What a child needs to inherit this lock: the open descriptor itself."""
+        from orchestr.store.base import LockHandover
+
+        fd = self.fileno()
+        return LockHandover(env={LOCK_FD_VAR: str(fd)}, fds=(fd,))
+
+    def handed_to(self, pid: int) -> None:
+        """The child shares the open file description, so the kernel keeps it held: nothing to do."""
+
     def name_holder(self, run_id: str) -> None:
+        from orchestr.store.base import host_id
+
         assert self._fd is not None
         pid = os.getpid()
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps({"run": run_id, "pid": pid, "start": process_start(pid)}).encode(), 0)
+        holder = {"run": run_id, "pid": pid, "start": process_start(pid), "host": host_id()}
+        os.pwrite(self._fd, json.dumps(holder).encode(), 0)
 
     @staticmethod
     def _read(fd: int) -> dict[str, object]:

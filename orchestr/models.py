@@ -517,8 +517,18 @@ class ProjectDefaults(Strict):
     max_parallel: int | None = Field(default=None, ge=1, le=256)
 
 
+class StateConfig(Strict):
+    """Where run records and the schedule ledger live (docs/state.md); ORCHESTR_STATE_URL wins."""
+
+    # postgresql://[user@]host[:port]/dbname[?options]; keep the password out of it: PGPASSWORD or
+    # ~/.pgpass (libpq reads both), so orchestr.yaml can be committed.
+    url: str | None = Field(default=None, pattern=r"^postgres(ql)?://\S+$")
+
+
 class ProjectConfig(Strict):
     state_dir: str = ".orchestr"
+    # A shared state store (PostgreSQL) for several machines; none: SQLite under state_dir.
+    state: StateConfig | None = None
     defaults: ProjectDefaults = ProjectDefaults()
     providers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ProviderSpec] = Field(
         default_factory=dict

@@ -6,23 +6,19 @@ Kept whatever its age: a run still in progress (its process lives), each workflo
 The schedule ledger itself (`slots`, `schedules`) is never pruned: it is what makes each slot run
 exactly once.
 
-The SQL goes through the store's connection-level API (`_query`, `_tx`) as it is today; it is
-kept apart here so it can move behind the store's own seam.
+What is old and what is still read come from the store (`runs_started_before`,
+`runs_still_read`); the store deletes (`delete_runs`), on either backend.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from orchestr.events import iso
 from orchestr.store import Store
-
-RUN_TABLES = ("events", "attempts", "steps")  # rows keyed by run_id; the run row goes last
-CHUNK = 500  # ids per statement, well under SQLite's bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -34,42 +30,21 @@ class PruneResult:
 
 def prune_runs(store: Store, *, before: datetime, dry_run: bool = False) -> PruneResult:
     """Delete runs started before `before` (with their steps, attempts and events) in one transaction."""
-    old = [str(r["id"]) for r in store._query("SELECT id FROM runs WHERE started_at < ? ORDER BY started_at",
-                                               (iso(before),))]
-    protected = _protected(store)
+    old = store.runs_started_before(before)
+    protected = store.runs_still_read()
     pruned = [run_id for run_id in old if run_id not in protected and not _in_progress(store, run_id)]
     gone = set(pruned)
     kept = [run_id for run_id in old if run_id not in gone]
     folders = 0
     if not dry_run and pruned:
-        with store._tx() as db:
-            for chunk in _chunks(pruned):
-                marks = ", ".join("?" for _ in chunk)
-                for table in RUN_TABLES:
-                    db.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk)
-                db.execute(f"DELETE FROM runs WHERE id IN ({marks})", chunk)
+        store.delete_runs(pruned)
         folders = remove_work_folders(store.state_dir, pruned, whole=True)
     return PruneResult(tuple(pruned), tuple(kept), folders)
-
-
-def _protected(store: Store) -> set[str]:
-    # SQLite takes a bare column from the row that holds the MAX
-    newest = store._query("SELECT id, MAX(started_at) FROM runs GROUP BY workflow")
-    owed = store._query("SELECT run_id FROM slots WHERE outcome IS NULL AND run_id IS NOT NULL")
-    last_settled = store._query(
-        "SELECT run_id FROM slots s WHERE run_id IS NOT NULL AND outcome IS NOT NULL AND slot = ("
-        "SELECT MAX(slot) FROM slots t WHERE t.workflow = s.workflow AND t.outcome IS NOT NULL)")
-    return {str(r[0]) for r in (*newest, *owed, *last_settled)}
 
 
 def _in_progress(store: Store, run_id: str) -> bool:
     row = store.run(run_id)
     return row is not None and row.effective_status == "running"
-
-
-def _chunks(ids: Sequence[str]) -> Iterator[tuple[str, ...]]:
-    for start in range(0, len(ids), CHUNK):
-        yield tuple(ids[start:start + CHUNK])
 
 
 def run_folder(state_dir: Path, run_id: str) -> Path:

@@ -24,19 +24,19 @@ def run_summary(row: RunRow) -> dict[str, Any]:
     return {
         "id": row.id, "workflow": row.workflow, "status": row.effective_status, "trigger": row.trigger,
         "started_at": row.started_at, "finished_at": row.finished_at, "exit_code": row.exit_code,
-        "pid": row.pid, "slot": row.slot, "error": row.error, "tokens": row.tokens, "inputs": row.inputs,
+        "pid": row.pid, "host": row.host, "slot": row.slot, "error": row.error, "tokens": row.tokens, "inputs": row.inputs,
         "options": row.options,
     }
 
 
 def runs_table(rows: list[RunRow]) -> Table:
     table = Table(title="runs", title_justify="left")
-    for column in ("run", "workflow", "status", "trigger", "started (UTC)", "duration", "exit"):
+    for column in ("run", "workflow", "status", "trigger", "host", "started (UTC)", "duration", "exit"):
         table.add_column(column, no_wrap=column in ("run", "started (UTC)"))
     for row in rows:
         status = row.effective_status
         table.add_row(row.id, row.workflow, Text(status, style=STATUS_STYLE.get(status, "red" if status == "crashed" else "")),
-                      row.trigger, row.started_at[:19].replace("T", " "), _duration(row.started_at, row.finished_at),
+                      row.trigger, row.host or "-", row.started_at[:19].replace("T", " "), _duration(row.started_at, row.finished_at),
                       "-" if row.exit_code is None else str(row.exit_code))
     if not rows:
         table.caption = "no runs yet: try `orchestr run WORKFLOW`"
@@ -76,7 +76,8 @@ def run_tree(detail: dict[str, Any]) -> Tree:
     tree = Tree(Text.assemble(("run ", "bold"), (detail["id"], "bold cyan"), f"  {detail['workflow']}  ",
                               (status, STATUS_STYLE.get(status, "red")),
                               f"  exit {detail['exit_code']}" if detail["exit_code"] is not None else
-                              f"  pid {detail['pid']} (follow it: orchestr logs {detail['id']} -f)" if status == "running" else ""))
+                              f"  pid {detail['pid']} (follow it: orchestr logs {detail['id']} -f)" if status == "running" else "",
+                              f"  on {detail['host']}" if detail.get("host") else ""))
     if detail.get("error"):
         tree.add(Text(f"error: {detail['error']}", style="red"))
     tokens = detail.get("tokens") or {}

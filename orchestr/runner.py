@@ -15,13 +15,12 @@ from pathlib import Path
 from orchestr.engine import Engine, EngineConfig, RunOutcome, StepState
 from orchestr.errors import UsageError, did_you_mean
 from orchestr.events import EventBus, EventSink, JsonLinesSink, LogSink, Redactor, parse_iso
-from orchestr.lock import WorkflowLock
 from orchestr.models import InputSpec
 from orchestr.plan import Plan, StepId
 from orchestr.project import Project
 from orchestr.prune import remove_work_folders, work_folder
 from orchestr.steps.base import StepRunner
-from orchestr.store import Store
+from orchestr.store import Lock, Store, open_store
 
 PROVIDER_KEY_VARS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 DEFAULT_MAX_PARALLEL = 8
@@ -218,12 +217,12 @@ def execute(
     sinks: Sequence[EventSink] = (),
     log_sinks: Sequence[LogSink] = (),
     run_id: str | None = None,
-    lock: WorkflowLock | None = None,
+    lock: Lock | None = None,
 ) -> RunResult:
     """One run. `lock`, when given, is the workflow's lock already held by the caller (a drainer)."""
     from orchestr.writable import check_folder
 
-    store = Store(project.state_dir)
+    store = open_store(project)
     try:
         check_folder("the runs folder", project.state_dir / "runs")
         return _execute(project, plan, request, store, runners, list(sinks), list(log_sinks), run_id, lock)
@@ -233,7 +232,7 @@ def execute(
 
 def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, runners: Mapping[str, StepRunner],
              sinks: list[EventSink], log_sinks: list[LogSink], run_id: str | None,
-             held: WorkflowLock | None) -> RunResult:
+             held: Lock | None) -> RunResult:
     from orchestr.events import utc_now
 
     prior: dict[StepId, StepState] = {}
@@ -249,7 +248,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         run_id = run_id or new_run_id(utc_now())
         inputs = parse_inputs(plan.spec.inputs, request.inputs)
     redactor = Redactor(secret_values(project, plan, request.env))
-    lock = held or WorkflowLock(project.state_dir, plan.workflow)
+    lock = held or store.lock(plan.workflow)
     if held is None:
         lock.acquire(run_id, wait=request.queue)
     else:

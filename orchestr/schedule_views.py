@@ -52,19 +52,28 @@ def schedule_rows(project: Project, store: Store, *, now: datetime, count: int) 
             "next": upcoming,
             "last_slot": settled[0]["slot"] if settled else None,
             "last_outcome": settled[0]["outcome"] if settled else None,
+            "last_host": _slot_host(store, settled[0]) if settled else None,
         })
     return rows
 
 
+def _slot_host(store: Store, slot: dict[str, Any]) -> str | None:
+    """The machine that served a slot: its run's host, else the host of the tick that claimed it."""
+    run = store.run(str(slot["run_id"])) if slot.get("run_id") else None
+    if run is not None and run.host:
+        return run.host
+    return str(slot["claimed_by"]).rpartition(":")[0] or None
+
+
 def schedules_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="schedules", title_justify="left")
-    for column in ("workflow", "cron", "zone", "next", "last slot", "outcome"):
+    for column in ("workflow", "cron", "zone", "next", "last slot", "outcome", "host"):
         table.add_column(column, no_wrap=column in ("next", "cron"))
     for row in rows:
         outcome = row["last_outcome"] or "-"
         style = "green" if outcome == "ran" else ("dim" if outcome.startswith("skipped") or outcome == "-" else "red")
         table.add_row(row["workflow"], row["cron"], row["timezone"], "\n".join(row["next"]) or "-",
-                      row["last_slot"] or "-", Text(outcome, style=style))
+                      row["last_slot"] or "-", Text(outcome, style=style), row["last_host"] or "-")
     if not rows:
         table.caption = "no workflow has a schedule"
     return table
@@ -89,8 +98,10 @@ def export_files(project: Project, kind: str, *, options: ExportOptions) -> Expo
     workflows, _ = scheduled_workflows(project)
     pairs = [(w.name, w.spec.schedule) for w in workflows if w.spec.schedule is not None]
     if kind == "kubernetes":
+        from orchestr.store import state_url
+
         cluster = export.Cluster(project=project.root.name, state_dir=PurePosixPath(project.config.state_dir),
-                                 image=options.image)
+                                 image=options.image, shared_state=state_url(project)[0] is not None)
         return export.kubernetes(pairs, cluster)
     if kind == "github-actions":
         return _github_actions(project, workflows, pairs, options)

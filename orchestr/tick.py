@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,10 +20,10 @@ from datetime import datetime, timedelta
 
 from orchestr.errors import ValidationFailed
 from orchestr.events import parse_iso
-from orchestr.lock import WorkflowLock, process_start
+from orchestr.lock import LOCK_FD_VAR, process_start
 from orchestr.models import Schedule
 from orchestr.project import LoadedWorkflow, Project
-from orchestr.store import Store
+from orchestr.store import Lock, LockHandover, Store, host_id
 
 SKIP_OUTCOMES = {"skip-catchup": "skipped-catchup", "skip-overlap": "skipped-overlap"}
 BACKSTOP_GRACE = timedelta(seconds=30)
@@ -48,8 +47,8 @@ class TickReport:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
-# (project, workflow, the open descriptor of the workflow lock to hand over, or None to wait for it)
-Launcher = Callable[[Project, str, "int | None"], "subprocess.Popen[bytes]"]
+# (project, workflow, what hands the held workflow lock over, or None: the drainer waits for it)
+Launcher = Callable[[Project, str, "LockHandover | None"], "subprocess.Popen[bytes]"]
 
 
 def scheduled_workflows(project: Project) -> tuple[list[LoadedWorkflow], list[str]]:
@@ -89,25 +88,26 @@ def _schedule_problem(workflow: LoadedWorkflow) -> str | None:
     return None
 
 
-def launch_drainer(project: Project, workflow: str, lock_fd: int | None) -> subprocess.Popen[bytes]:
+def launch_drainer(project: Project, workflow: str, handover: LockHandover | None) -> subprocess.Popen[bytes]:
     """A detached `orchestr run WORKFLOW --drain` in its own session, logging under <state>/logs.
 
-    With `lock_fd`, the drainer inherits the workflow lock this tick holds (no instant passes in
-    which the lock looks free); without, it waits for the lock (`overlap: queue`).
+    With `handover`, the drainer takes over the workflow lock this tick holds (an inherited flock
+    descriptor, or a lease's token: no instant passes in which the lock looks free); without, it
+    waits for the lock (`overlap: queue`).
     """
-    from orchestr.scheduling.serve import LOCK_FD_VAR, log_path
+    from orchestr.scheduling.serve import log_path
+    from orchestr.store.postgres import LEASE_VAR
 
     log = log_path(project, workflow)
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.pop(LOCK_FD_VAR, None)
-    if lock_fd is not None:
-        env[LOCK_FD_VAR] = str(lock_fd)
+    env = {k: v for k, v in os.environ.items() if k not in (LOCK_FD_VAR, LEASE_VAR)}
+    env.update(handover.env if handover is not None else {})
+    fds = handover.fds if handover is not None else ()
     argv = [sys.executable, "-m", "orchestr", "--project", str(project.root), "run", workflow,
             "--trigger", "schedule", "--drain"]
     with log.open("ab") as out:
         return subprocess.Popen(argv, cwd=project.root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env, pass_fds=() if lock_fd is None else (lock_fd,))
+                                start_new_session=True, env=env, pass_fds=fds)
 
 
 def tick(project: Project, store: Store, *, now: datetime, launcher: Launcher = launch_drainer) -> TickReport:
@@ -155,8 +155,8 @@ def tick_workflow(project: Project, store: Store, workflow: LoadedWorkflow, *, n
     schedule = workflow.spec.schedule
     assert schedule is not None
     name = workflow.name
-    claimer = f"{socket.gethostname()}:{os.getpid()}"
-    with WorkflowLock(project.state_dir, name, suffix="tick") as guard, WorkflowLock(project.state_dir, name) as lock:
+    claimer = f"{host_id()}:{os.getpid()}"
+    with store.lock(name, suffix="tick") as guard, store.lock(name) as lock:
         guard.acquire(claimer, wait=True)
         free = lock.try_acquire(f"tick:{claimer}")
         if free:
@@ -175,34 +175,38 @@ def tick_workflow(project: Project, store: Store, workflow: LoadedWorkflow, *, n
                            None if d.action in SKIP_OUTCOMES else pid) for d in ours]
 
 
-def _start_drainer(project: Project, store: Store, workflow: str, lock: WorkflowLock | None, launcher: Launcher,
+def _start_drainer(project: Project, store: Store, workflow: str, lock: Lock | None, launcher: Launcher,
                    report: TickReport) -> int | None:
     """One drainer when slots are owed: with our lock, or waiting for it (unless one already waits)."""
     owed = [r for r in store.owed_slots(workflow) if not r["run_id"]]
     if not owed:
         return None
-    if lock is None and WorkflowLock(project.state_dir, workflow, suffix="waiter").holder() is not None:
+    if lock is None and store.lock(workflow, suffix="waiter").holder() is not None:
         return None  # a drainer already waits for the lock; it serves these slots too
     try:
-        process = launcher(project, workflow, lock.fileno() if lock is not None else None)
+        process = launcher(project, workflow, lock.handover() if lock is not None else None)
     except OSError as exc:
         for row in owed:
             store.settle_slot(workflow, parse_iso(str(row["slot"])), outcome="failed", only_untaken=True,
                               detail=f"could not start the run: {exc}")
         return None
+    if lock is not None:
+        lock.handed_to(process.pid)
     report.processes.append(process)
     return process.pid
 
 
-def stop_overdue(store: Store, lock: WorkflowLock, schedule: Schedule, now: datetime) -> list[str]:
+def stop_overdue(store: Store, lock: Lock, schedule: Schedule, now: datetime) -> list[str]:
     """A backstop for deadlines: the lock's holder, a scheduled run well past its deadline, is stopped.
 
-    It is signalled only if it is still the very process that took the lock (pid and start time),
-    never by a bare stored pid that may since belong to another process.
+    It is signalled only if it is still the very process that took the lock (pid and start time, on
+    this machine), never by a bare stored pid that may since belong to another process.
     """
     holder = lock.holder()
     if schedule.deadline is None or not holder or not isinstance(holder.get("pid"), int):
         return []
+    if holder.get("host", host_id()) != host_id():
+        return []  # another machine's run: its own tick stops it
     run = store.run(str(holder.get("run")))
     if run is None or run.slot is None or run.status != "running":
         return []

@@ -70,6 +70,31 @@ def project(tmp_path: Path) -> Iterator[ProjectDir]:
     yield ProjectDir(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for the session. Skipped only where it cannot exist; never in CI."""
+    from tests.pgserver import cluster, find_bin_dir
+
+    bin_dir, why = find_bin_dir()
+    if bin_dir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests: {why}")
+        pytest.skip(why)
+    with cluster(bin_dir) as url:
+        yield url
+
+
+_DATABASES = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's server."""
+    from tests.pgserver import fresh_database
+
+    return fresh_database(postgres_server, f"t{os.getpid()}_{next(_DATABASES)}")
+
+
 # CI installs every real part the tests use (.ci/run: cron, systemd-analyze, bubblewrap,
 # PostgreSQL, npm tools): there, a skip means a missing install step, so it fails the run.
 SKIPS_ALLOWED_IN_CI = ("root ignores file permissions",)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestr.store import Store
+from orchestr.store import SqliteStore as Store
 from tests.conftest import ProjectDir
 
 

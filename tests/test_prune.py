@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestr.store import Store
+from orchestr.store import SqliteStore as Store
 from tests.conftest import ProjectDir
 
 

@@ -368,3 +368,20 @@ def test_kubernetes_warns_where_a_cronjob_cannot_keep_the_policy(project: Projec
 def test_export_with_no_schedules_says_so(project: ProjectDir) -> None:
     project.write("workflows/adhoc.yaml", "steps: [ { id: work, run: 'true' } ]\n")
     assert "# No workflow has a schedule yet." in _export(project, "crontab")
+
+
+def test_kubernetes_with_a_shared_store_takes_its_url_from_a_secret_and_needs_no_volume(scheduled: ProjectDir) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    config = scheduled.root / "orchestr.yaml"
+    config.write_text((config.read_text() if config.exists() else "") + "\nstate: { url: 'postgresql://db.internal/orchestr' }\n")
+    result = scheduled.cli("schedule", "export", "--format", "kubernetes")
+    assert result.exit_code == 0, result.output
+    docs = _documents(result.stdout)
+    assert [d["kind"] for d in docs] == ["CronJob", "CronJob"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+    pod = docs[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]  # type: ignore[index]
+    assert pod["containers"][0]["env"] == [{"name": "ORCHESTR_STATE_URL",
+                                           "valueFrom": {"secretKeyRef": {"name": "orchestr-state", "key": "url"}}}]
+    assert pod["volumes"] == [{"name": "state", "emptyDir": {}}]
+    assert "db.internal" not in result.stdout  # the URL is the Secret's, never the manifest's

@@ -20,7 +20,8 @@ from orchestr.lock import WorkflowLock
 from orchestr.project import Project
 from orchestr.scheduling.policy import ledger_start
 from orchestr.scheduling.slots import slots_between
-from orchestr.store import Store
+from orchestr.store import LockHandover
+from orchestr.store import SqliteStore as Store
 from orchestr.tick import TickReport, tick
 from tests.conftest import ProjectDir
 
@@ -70,11 +71,11 @@ class SimulatedRuns:
     pids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     fail_start: float = 0.0  # the share of runs that cannot start (a missing key, an invalid file)
 
-    def launch(self, project: Project, workflow: str, lock_fd: int | None) -> FakeProcess:
+    def launch(self, project: Project, workflow: str, handover: LockHandover | None) -> FakeProcess:
         with self.guard:
             lock, waiter = WorkflowLock(project.state_dir, workflow), None
-            if lock_fd is not None:
-                lock.adopt(os.dup(lock_fd), "sim-drainer")  # what inheriting the descriptor does
+            if handover is not None:
+                lock.adopt(os.dup(handover.fds[0]), "sim-drainer")  # what inheriting the descriptor does
             else:
                 waiter = WorkflowLock(project.state_dir, workflow, suffix="waiter")
                 if not waiter.try_acquire("sim-waiter"):

@@ -18,6 +18,7 @@ from orchestr.cli import (
     commands_runs,
     commands_schedule,
     commands_schema,
+    commands_state,
     commands_validate,
 )
 from orchestr.cli.common import STATE
@@ -59,6 +60,7 @@ commands_run.register(app)
 commands_runs.register(app)
 commands_schedule.register(app)
 commands_schema.register(app)
+commands_state.register(app)
 commands_impact.register(app)
 commands_lock.register(app)
 commands_logs.register(app)

@@ -23,9 +23,9 @@ def logs(
     """A run's trace and its steps' output (scheduled runs too); -f follows a live run."""
     from orchestr.errors import UsageError
     from orchestr.observability.follow import RunFollower
-    from orchestr.store import Store
+    from orchestr.store import open_store
 
-    store = Store(project().state_dir)
+    store = open_store(project(), read_only=True)
     out = console()
     try:
         row = store.find_run(run)
@@ -58,9 +58,9 @@ def cancel(
     """Stop a running run (SIGTERM to its verified process): it records `cancelled` and exits 130."""
     from orchestr.errors import UsageError
     from orchestr.observability.cancel import cancel_run
-    from orchestr.store import Store
+    from orchestr.store import open_store
 
-    store = Store(project().state_dir)
+    store = open_store(project())
     try:
         row = store.find_run(run)
         if row is None:

@@ -36,9 +36,9 @@ def list_runs(
 ) -> None:
     """List recent runs, newest first."""
     from orchestr.records import run_summary, runs_table
-    from orchestr.store import Store
+    from orchestr.store import open_store
 
-    store = Store(project().state_dir)
+    store = open_store(project(), read_only=True)
     try:
         rows = store.runs(workflow=workflow, limit=limit)
         if format is Format.json:
@@ -58,9 +58,9 @@ def show(
     """Show one run: steps, attempts, tool calls, verification and tokens."""
     from orchestr.errors import UsageError
     from orchestr.records import run_detail, run_tree
-    from orchestr.store import Store
+    from orchestr.store import open_store
 
-    store = Store(project().state_dir)
+    store = open_store(project(), read_only=True)
     try:
         row = store.find_run(run)
         if row is None:
@@ -92,7 +92,7 @@ def prune(
     from orchestr.events import iso, utc_now
     from orchestr.models import parse_duration
     from orchestr.prune import prune_runs
-    from orchestr.store import Store
+    from orchestr.store import open_store
 
     try:
         age = parse_duration(older_than)
@@ -100,7 +100,7 @@ def prune(
         raise UsageError(f"--older-than: {exc}") from None
     assert isinstance(age, timedelta)
     cutoff = utc_now() - age
-    store = Store(project().state_dir)
+    store = open_store(project())
     try:
         result = prune_runs(store, before=cutoff, dry_run=dry_run)
     finally:

@@ -48,11 +48,11 @@ def tick(
     format: Annotated[Format, typer.Option("--format")] = Format.text,
 ) -> None:
     """Run whatever schedules are due, once each: for crontab or a systemd timer every minute."""
-    from orchestr.store import Store
+    from orchestr.store import open_store
     from orchestr.tick import tick as run_tick
 
     proj = project()
-    store = Store(proj.state_dir)
+    store = open_store(proj)
     try:
         report = run_tick(proj, store, now=parse_now(now))
     finally:
@@ -82,10 +82,10 @@ def list_schedules(
 ) -> None:
     """Scheduled workflows: cron, zone, next slots, last slot and its outcome."""
     from orchestr.schedule_views import schedule_rows, schedules_table
-    from orchestr.store import Store
+    from orchestr.store import open_store
 
     proj = project()
-    store = Store(proj.state_dir)
+    store = open_store(proj, read_only=True)
     try:
         rows = schedule_rows(proj, store, now=parse_now(now), count=next_count)
     finally:
@@ -142,7 +142,7 @@ def status(
     from orchestr.health import check_workflow
     from orchestr.models import parse_duration
     from orchestr.schedule_views import health_table
-    from orchestr.store import Store
+    from orchestr.store import open_store
     from orchestr.tick import scheduled_workflows
 
     try:
@@ -152,7 +152,7 @@ def status(
     assert isinstance(grace_td, timedelta)
     proj = project()
     workflows, problems = scheduled_workflows(proj)
-    store = Store(proj.state_dir)
+    store = open_store(proj, read_only=True)
     try:
         report = [check_workflow(store, wf, now=parse_now(now), grace=grace_td) for wf in workflows]
     finally:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from orchestr.events import parse_iso
-from orchestr.lock import POLL_SECONDS, WorkflowLock
-from orchestr.store import Store
+from orchestr.lock import POLL_SECONDS
+from orchestr.store import Lock, Store
 
 Clock = Callable[[], datetime]
 
@@ -68,7 +68,7 @@ def settle_orphans(store: Store, workflow: str, *, now: datetime, window: timede
     return settled
 
 
-def drain(store: Store, lock: WorkflowLock, workflow: str, *, serve: SlotServer,
+def drain(store: Store, lock: Lock, workflow: str, *, serve: SlotServer,
           new_run_id: Callable[[], str]) -> list[SlotResult]:
     """Run every owed slot, oldest first, until none is left (slots claimed meanwhile included)."""
     assert lock.held
@@ -87,7 +87,7 @@ def drain(store: Store, lock: WorkflowLock, workflow: str, *, serve: SlotServer,
             return results
 
 
-def wait_for_turn(store: Store, lock: WorkflowLock, workflow: str, *, deadline: timedelta | None,
+def wait_for_turn(store: Store, lock: Lock, workflow: str, *, deadline: timedelta | None,
                   clock: Clock, waiter_id: str, sleep: Callable[[float], None] = time.sleep) -> bool:
     """`overlap: queue`: wait for the running run to end, then hold the lock (True).
 
@@ -95,7 +95,7 @@ def wait_for_turn(store: Store, lock: WorkflowLock, workflow: str, *, deadline: 
     waiting, a queued slot whose wait passes the schedule's deadline is settled `timed-out`; when
     nothing is owed any more (the holder served it all), the wait ends without the lock (False).
     """
-    waiter = WorkflowLock(lock.path.parent.parent, workflow, suffix="waiter")
+    waiter = store.lock(workflow, suffix="waiter")
     if not waiter.try_acquire(waiter_id):
         return False
     try:

@@ -202,6 +202,7 @@ class Cluster:
     image: str
     storage: str = "1Gi"
     workspace: PurePosixPath = field(default=PurePosixPath("/workspace"))
+    shared_state: bool = False  # state.url is set: every pod uses the one PostgreSQL store
 
     @property
     def mount(self) -> str:
@@ -220,6 +221,18 @@ def _labels(workflow: str) -> dict[str, str]:
     return {"app.kubernetes.io/managed-by": "orchestr", "orchestr/workflow": _k8s_name(workflow)[9:]}
 
 
+# The shared store's URL, credentials included, comes from a Secret: never from the image or the manifest.
+STATE_SECRET = "orchestr-state"
+_STATE_URL_ENV = {"name": "ORCHESTR_STATE_URL", "valueFrom": {"secretKeyRef": {"name": STATE_SECRET, "key": "url"}}}
+
+
+def _state_volume(workflow: str, cluster: Cluster) -> dict[str, object]:
+    """Records and the lock in PostgreSQL need only scratch space (logs, outputs); else the workflow's volume."""
+    if cluster.shared_state:
+        return {"name": "state", "emptyDir": {}}
+    return {"name": "state", "persistentVolumeClaim": {"claimName": f"{_k8s_name(workflow)}-state"}}
+
+
 def _cronjob(workflow: str, schedule: Schedule, cluster: Cluster) -> dict[str, object]:
     job_spec: dict[str, object] = {
         "backoffLimit": 0,  # orchestr retries steps itself; a second pod would run the slot twice
@@ -229,9 +242,10 @@ def _cronjob(workflow: str, schedule: Schedule, cluster: Cluster) -> dict[str, o
                 "name": "orchestr", "image": cluster.image, "workingDir": str(cluster.workspace),
                 "command": ["orchestr", "run", workflow, "--trigger", "schedule"],
                 "envFrom": [{"secretRef": {"name": "orchestr-secrets", "optional": True}}],
+                **({"env": [_STATE_URL_ENV]} if cluster.shared_state else {}),
                 "volumeMounts": [{"name": "state", "mountPath": cluster.mount}],
             }],
-            "volumes": [{"name": "state", "persistentVolumeClaim": {"claimName": f"{_k8s_name(workflow)}-state"}}],
+            "volumes": [_state_volume(workflow, cluster)],
         }},
     }
     if schedule.deadline is not None:
@@ -256,9 +270,7 @@ def kubernetes(pairs: Scheduled, cluster: Cluster) -> Exported:
     notes = [
         HEADER, f"# The image must contain this project ({cluster.project}) at {cluster.workspace} and orchestr on PATH;",
         "# secrets come from the Secret 'orchestr-secrets' (kubectl create secret generic ...).",
-        f"# Each workflow's state ({cluster.mount}: run records, logs, lock) lives on its own volume:",
-        "# ReadWriteOnce is enough, as concurrencyPolicy Forbid lets one pod at a time use it. For one",
-        "# history across workflows, set ORCHESTR_STATE_URL (a shared state store) in the Secret.",
+        *(_shared_notes(cluster) if cluster.shared_state else _volume_notes(cluster)),
         "# The cluster owns the slots: a slot it skips (Forbid, startingDeadlineSeconds) shows only in",
         "# the CronJob's events, and a failed run fails its Job; alert on failed Jobs.",
     ]
@@ -268,7 +280,22 @@ def kubernetes(pairs: Scheduled, cluster: Cluster) -> Exported:
         found = cronjob_warnings(name, schedule)
         warnings += found
         comments = "".join(f"# WARNING: {text}\n" for text in found)
-        documents.append(yaml.safe_dump(_claim(name, cluster), sort_keys=False))
+        if not cluster.shared_state:
+            documents.append(yaml.safe_dump(_claim(name, cluster), sort_keys=False))
         documents.append(comments + yaml.safe_dump(_cronjob(name, schedule, cluster), sort_keys=False))
     text = "\n".join(notes) + "\n" + "---\n".join(documents)
     return Exported({"cronjobs.yaml": text}, tuple(warnings))
+
+
+def _volume_notes(cluster: Cluster) -> list[str]:
+    return [f"# Each workflow's state ({cluster.mount}: run records, logs, lock) lives on its own volume:",
+            "# ReadWriteOnce is enough, as concurrencyPolicy Forbid lets one pod at a time use it. For one",
+            "# history across workflows and machines, set state.url in orchestr.yaml (docs/state.md).",
+            ]
+
+
+def _shared_notes(cluster: Cluster) -> list[str]:
+    return ["# Run records, the ledger and the workflow lock live in the shared PostgreSQL store; its URL comes",
+            f"# from the Secret '{STATE_SECRET}' (kubectl create secret generic {STATE_SECRET} --from-literal=url=...),",
+            f"# so `orchestr runs` and `status` anywhere see every pod's runs. {cluster.mount} is scratch space.",
+            ]

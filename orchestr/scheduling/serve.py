@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING
 
 from orchestr.errors import ExitCode, OrchestrError
 from orchestr.events import EventSink, LogSink, Redactor, iso, utc_now
-from orchestr.lock import WorkflowLock
 from orchestr.project import Project
 from orchestr.scheduling.drain import SlotResult, drain, wait_for_turn
 from orchestr.steps.base import StepRunner
-from orchestr.store import Store
+from orchestr.store import Lock, Store, open_store
 
-LOCK_FD_VAR = "ORCHESTR_LOCK_FD"
 if TYPE_CHECKING:
     from orchestr.runner import RunControl
 
@@ -39,14 +37,11 @@ def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mappin
     from orchestr.runner import new_run_id
 
     deadline = _deadline(project, workflow)
-    store = Store(project.state_dir)
-    lock = WorkflowLock(project.state_dir, workflow)
+    store = open_store(project)
+    lock = store.lock(workflow)
     waiter_id = f"waiter:{os.getpid()}"
     try:
-        inherited = env.get(LOCK_FD_VAR)
-        if inherited:
-            lock.adopt(int(inherited), "drainer")
-        elif not wait_for_turn(store, lock, workflow, deadline=deadline, clock=utc_now, waiter_id=waiter_id):
+        if not lock.adopt_from(env, "drainer") and not wait_for_turn(store, lock, workflow, deadline=deadline, clock=utc_now, waiter_id=waiter_id):
             return ExitCode.OK  # another process served (or is serving) every owed slot
 
         def serve(slot_at: datetime, run_id: str) -> SlotResult:
@@ -70,7 +65,7 @@ def _deadline(project: Project, workflow: str) -> timedelta | None:
     return schedule.deadline if schedule is not None else None
 
 
-def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str, *, slot: datetime, run_id: str,
+def serve_slot(project: Project, store: Store, lock: Lock, workflow: str, *, slot: datetime, run_id: str,
                sinks: Sinks, env: Mapping[str, str], say: Callable[[str], None],
                control: RunControl | None = None) -> SlotResult:
     from orchestr.compiler import compile_workflow
