@@ -10,6 +10,7 @@ import typer
 from orchestr import __version__
 from orchestr.cli import (
     commands_context,
+    commands_init,
     commands_impact,
     commands_lock,
     commands_plan,
@@ -51,6 +52,7 @@ def _root(
     STATE.project_dir = project
 
 
+commands_init.register(app)
 commands_validate.register(app)
 commands_context.register(app)
 commands_plan.register(app)
