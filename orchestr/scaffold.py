@@ -7,7 +7,6 @@ without orchestr installed; `orchestr init --force` refreshes those copies after
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path

@@ -10,8 +10,8 @@ import typer
 from orchestr import __version__
 from orchestr.cli import (
     commands_context,
-    commands_init,
     commands_impact,
+    commands_init,
     commands_lock,
     commands_plan,
     commands_run,
