@@ -19,14 +19,17 @@ from orchestr.cli import (
     commands_schedule,
     commands_schema,
     commands_validate,
+    completion,
 )
 from orchestr.cli.common import STATE
+from orchestr.cli.help import OrchestrGroup
 
 app = typer.Typer(
     name="orchestr",
+    cls=OrchestrGroup,
     help="Run declarative, verified, scheduled AI-agent workflows from version-controlled YAML.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -62,6 +65,7 @@ commands_schedule.register(app)
 commands_schema.register(app)
 commands_impact.register(app)
 commands_lock.register(app)
+completion.register(app)
 
 
 def main() -> None:

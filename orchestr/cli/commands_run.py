@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from orchestr.cli.common import console, handle_errors, project
+from orchestr.cli.completion import complete_run, complete_workflow
 
 if TYPE_CHECKING:
     from orchestr.project import Project
@@ -26,12 +27,14 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 @handle_errors
 def run(
-    workflow: Annotated[str, typer.Argument(help="A workflow's name or its file's path.")],
+    workflow: Annotated[str, typer.Argument(help="A workflow's name or its file's path.", metavar="WORKFLOW",
+                                             autocompletion=complete_workflow)],
     inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")] = None,
     max_parallel: Annotated[int | None, typer.Option("--max-parallel", min=1, help="Steps at once (default 8).")] = None,
     events: Annotated[Path | None, typer.Option("--events", help="Write JSON-lines events to FILE.")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report to FILE.")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Resume RUN (or `last`): re-run unverified steps.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Resume RUN (or `last`): re-run unverified steps.",
+                                                         metavar="RUN", autocompletion=complete_run)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Compile and show the plan; run nothing.")] = False,
     record: Annotated[Path | None, typer.Option("--record", help="Record every model exchange to FILE.")] = None,
     replay: Annotated[Path | None, typer.Option("--replay", help="Replay model exchanges from FILE: no network, no key.")] = None,
