@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from orchestr.dotenv import read_dotenv
 from orchestr.engine import Engine, EngineConfig, RunOutcome, StepState
 from orchestr.errors import UsageError, did_you_mean
 from orchestr.events import EventBus, EventSink, JsonLinesSink, LogSink, Redactor, parse_iso
@@ -109,6 +110,7 @@ def secret_values(project: Project, plan: Plan, env: Mapping[str, str]) -> list[
     names = {*plan.secrets, *PROVIDER_KEY_VARS}
     names.update(p.api_key_env for p in project.config.providers.values() if p.api_key_env)
     names.update(n for server in project.config.mcp_servers.values() for n in server.env_from)
+    names.update(read_dotenv(project.root))  # .env holds API keys: every value in it is a secret
     return [env[n] for n in names if env.get(n)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def run(
 ) -> None:
     """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
     from orchestr.compiler import compile_workflow
+    from orchestr.dotenv import with_dotenv
     from orchestr.errors import UsageError
     from orchestr.runner import RunRequest, close_runners, execute, parse_inputs, runners_for
     from orchestr.trace import LiveTrace, PlainTrace, render_summary
@@ -67,11 +69,16 @@ def run(
         parse_inputs(plan.spec.inputs, inputs or [])
         out.print(render_plan(plan))
         return
-    parse_inputs(plan.spec.inputs, inputs or [])  # a bad input is reported before a missing API key
-    runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
+    if resume and inputs:
+        raise UsageError("--resume re-runs with the inputs of the run it resumes; drop the -i options")
+    if not resume:
+        parse_inputs(plan.spec.inputs, inputs or [])  # a bad input is reported before a missing API key
+    env = with_dotenv(proj.root, os.environ)
+    runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []),
+                          env=env)
     request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
                          resume=resume, trigger=trigger, record=record, replay=replay,
-                         attach=list(attach or []), allow=list(allow or []))
+                         attach=list(attach or []), allow=list(allow or []), env=env)
     live = out.is_terminal and not quiet
     trace = LiveTrace(out, verbose=verbose) if live else PlainTrace(out, verbose=verbose, quiet=quiet)
     previous = signal.signal(signal.SIGTERM, _terminate)
@@ -91,8 +98,7 @@ def run(
 
 def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
     """`--drain` (started by `orchestr tick`): serve the workflow's owed slots; output goes to its log."""
-    import os
-
+    from orchestr.dotenv import with_dotenv
     from orchestr.scheduling.serve import serve_workflow
     from orchestr.trace import PlainTrace
 
@@ -104,6 +110,6 @@ def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return serve_workflow(proj, workflow, sinks=sinks, env=dict(os.environ), say=lambda line: out.print(line, soft_wrap=True))
+        return serve_workflow(proj, workflow, sinks=sinks, env=with_dotenv(proj.root, os.environ), say=lambda line: out.print(line, soft_wrap=True))
     finally:
         signal.signal(signal.SIGTERM, previous)
