@@ -15,7 +15,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
@@ -23,10 +22,21 @@ from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import ModelRequest, ModelResponse, Provider, ProviderError
 
 MAX_RETRY_AFTER_SECONDS = 60.0
+REFUSED_ATTEMPTS = 3  # a refused connection: a server starting up gets a moment, a stopped one fails fast
+REFUSED_WAIT_SECONDS = 0.5
 
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
+
+
+def _stop(attempts: int) -> Callable[[RetryCallState], bool]:
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        refused = isinstance(exc, ProviderError) and exc.refused
+        return state.attempt_number >= (min(attempts, REFUSED_ATTEMPTS) if refused else attempts)
+
+    return stop
 
 
 class RetryingProvider:
@@ -40,6 +50,8 @@ class RetryingProvider:
 
     def _wait(self, state: RetryCallState, stop: Stop) -> float:
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ProviderError) and exc.refused:
+            return REFUSED_WAIT_SECONDS
         hinted = exc.retry_after if isinstance(exc, ProviderError) else None
         seconds = min(hinted, MAX_RETRY_AFTER_SECONDS) if hinted is not None else float(self._backoff(state))
         left = stop.remaining()
@@ -54,12 +66,15 @@ class RetryingProvider:
             self._on_retry(exc, state.attempt_number, state.next_action.sleep if state.next_action else 0.0)
 
     def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
-        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=lambda state: self._wait(state, stop),
+        retrying = Retrying(stop=_stop(self.attempts), wait=lambda state: self._wait(state, stop),
                             sleep=stop.sleep, retry=retry_if_exception(_retryable), before_sleep=self._before_sleep,
                             reraise=True)
         try:
             response: ModelResponse = retrying(lambda: self.inner.complete(request, stop=stop))
         except ProviderError as exc:
+            if exc.refused:  # permanent now: the step's own retries would only knock again
+                raise ProviderError(f"{exc} (gave up after {min(self.attempts, REFUSED_ATTEMPTS)} attempts)",
+                                    refused=True) from None
             if exc.retryable:
                 raise ProviderError(f"{exc} (gave up after {self.attempts} attempts)", status=exc.status) from None
             raise
