@@ -43,4 +43,5 @@ def plan(
     else:
         from orchestr.render import render_plan
 
-        console().print(render_plan(compiled))
+        out = console()
+        out.print(render_plan(compiled, width=out.width))

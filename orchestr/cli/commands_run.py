@@ -67,7 +67,7 @@ def run(
         from orchestr.render import render_plan
 
         parse_inputs(plan.spec.inputs, inputs or [])
-        out.print(render_plan(plan))
+        out.print(render_plan(plan, width=out.width))
         return
     if resume and inputs:
         raise UsageError("--resume re-runs with the inputs of the run it resumes; drop the -i options")
