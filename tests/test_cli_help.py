@@ -109,3 +109,12 @@ def test_run_help_shows_what_each_value_is(project: ProjectDir) -> None:
     assert "Usage: orchestr run [OPTIONS] WORKFLOW" in shown
     for option in ("-i, --input KEY=VALUE", "--resume RUN", "--events FILE", "--allow KEY:VALUE"):
         assert option in shown, option
+
+
+@pytest.mark.parametrize("args", [("schema", "bogus"), ("completion", "tcsh"), ("runs", "--format", "xml"),
+                                  ("plan", "x", "--format", "svg")])
+def test_a_bad_value_is_reported_without_pydantics_prefix(args: tuple[str, ...], project: ProjectDir) -> None:
+    result = project.cli(*args)
+    assert result.exit_code == 2
+    assert "is not one of" in result.stderr
+    assert "Value error" not in result.output

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from typer.core import TyperArgument, TyperGroup
+from typer._click.exceptions import BadParameter
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 # Options whose value is better named by what it holds than by the option's name.
 _NAMED = {
@@ -20,9 +21,29 @@ _NAMED = {
 }
 
 
+def _without_pydantic_prefix(exc: BadParameter) -> BadParameter:
+    """Typer checks values with pydantic, whose messages start "Value error, ": not ours to show."""
+    exc.message = exc.message.replace("Value error, ", "", 1)
+    return exc
+
+
+class _PlainOption(TyperOption):
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except BadParameter as exc:
+            raise _without_pydantic_prefix(exc) from None
+
+
 class _PlainArgument(TyperArgument):
     def display_type_rich(self, ctx: Any) -> str | None:
         return None
+
+    def process_value(self, ctx: Any, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except BadParameter as exc:
+            raise _without_pydantic_prefix(exc) from None
 
     def _usage_display_name(self) -> str:
         name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
@@ -48,8 +69,10 @@ def plain_help(command: Any) -> None:
             if param.metavar is None:
                 param.metavar = _NAMED.get(param.name or "", (param.name or "value").upper())
             param.__class__ = _PlainArgument
-        elif not getattr(param, "is_flag", False) and getattr(param, "metavar", "") is None:
-            param.metavar = _metavar(param)
+        elif isinstance(param, TyperOption):
+            if not param.is_flag and param.metavar is None:
+                param.metavar = _metavar(param)
+            param.__class__ = _PlainOption
     for sub in getattr(command, "commands", {}).values():
         plain_help(sub)
 
