@@ -118,3 +118,16 @@ def test_a_bad_value_is_reported_without_pydantics_prefix(args: tuple[str, ...],
     assert result.exit_code == 2
     assert "is not one of" in result.stderr
     assert "Value error" not in result.output
+
+
+def test_every_run_option_and_command_is_documented(project: ProjectDir) -> None:
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    shown = project.cli("run", "--help").stdout
+    options = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", shown)) - {"--help"}
+    assert {"--dry-run", "--junit", "--quiet", "--verbose"} <= options
+    missing = sorted(o for o in options if o not in readme)
+    assert not missing, f"README.md does not document {missing}"
+    for short in ("-q/--quiet", "-v/--verbose", "orchestr init", "orchestr completion", "schema --path", ".env"):
+        assert short in readme, short
