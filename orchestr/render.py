@@ -60,41 +60,48 @@ def _permissions_cell(step: PlannedStep) -> str:
     return "\n".join(parts) or "-"
 
 
-_UNBROKEN = ("step", "context", "agent / model")  # ids and model names: whole, never cut or folded
+# Kept whole (never folded) when the terminal is wide enough for every column's longest word.
+_UNBROKEN = (("step", "context", "agent / model", "permissions"), ())
 MAX_UNBROKEN = 80
 
 
 def render_plan(plan: Plan, *, width: int | None = None) -> Table:
-    """The plan as a table; with the console's `width`, ids and model names are kept whole when they fit."""
+    """The plan as a table. Nothing is cut short with "…": with the console's `width`, ids, model
+    names and paths are kept whole when they fit, and long values fold onto more lines when not."""
     spec = plan.spec
     caption = spec.description or ""
     if spec.schedule:
         caption += f"\nschedule: {spec.schedule.cron} ({spec.schedule.timezone})"
     table = Table(title=f"{plan.workflow}  [dim]{plan.display}[/]", caption=caption.strip() or None,
-                  caption_justify="left", title_justify="left", show_lines=True)
-    columns = ("step", "needs / if", "context", "agent / model", "permissions", "timeout\nretry", "verify")
+                  caption_justify="left", title_justify="left", show_lines=True, show_edge=False)
+    columns = ("step", "needs", "if", "context", "agent / model", "permissions", "verify")
     rows = [_plan_row(step) for step in plan.steps.values()]
-    longest = [max((len(word) for row in rows for word in str(row[i]).split()), default=0) for i in range(len(columns))]
-    # Rich folds a column no narrower than its longest word, and crops the table if those do not fit.
-    widths = [max(n, *(len(word) for word in column.split())) for column, n in zip(columns, longest, strict=True)]
-    fits = width is None or sum(widths) + 3 * len(columns) + 1 <= width
-    for column, least in zip(columns, widths, strict=True):
-        table.add_column(column, overflow="fold",
-                         min_width=min(least, MAX_UNBROKEN) if fits and column in _UNBROKEN else None)
+    longest = {column: min(MAX_UNBROKEN, max((len(word) for row in rows for word in str(row[i]).split()), default=0))
+               for i, column in enumerate(columns)}
+    unbroken = next(kept for kept in _UNBROKEN if width is None or _needed(columns, longest, kept) <= width)
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=max(longest[column], 1) if column in unbroken else None)
     for row in rows:
         table.add_row(*row)
     return table
 
 
+def _needed(columns: tuple[str, ...], longest: dict[str, int], unbroken: tuple[str, ...]) -> int:
+    """The width a table needs to keep `unbroken` whole. Rich shrinks the other columns no further
+    than their longest word while some are held at a minimum width: past that it would crop."""
+    if not unbroken:
+        return 0
+    header = {column: max(len(word) for word in column.split()) for column in columns}
+    return sum(max(longest[c], header[c]) for c in columns) + 3 * len(columns) - 1  # no outer edge
+
+
 def _plan_row(step: PlannedStep) -> tuple[str | Text, ...]:
     agent = f"{step.agent.name}\n{step.agent.model}" if step.agent else "-"
-    retry = f"{format_duration(step.timeout) if step.timeout else '-'} / x{step.retry.attempts}"
+    timeout = f"timeout {format_duration(step.timeout)}" if step.timeout else "no timeout"
     checks = "\n".join(_check_name(c) for c in step.spec.verify) or "-"
-    needs = Text(", ".join(step.needs) or "-")
-    needs.append("\n")
-    needs.append_text(_condition_cell(step))
-    return (f"{step.id}\n{step.kind} · layer {step.layer}", needs,
-            step.context.id if step.context else "-", agent, _permissions_cell(step), retry, checks)
+    about = f"{step.id}\n{step.kind} · layer {step.layer}\n{timeout} · x{step.retry.attempts}"
+    return (about, ", ".join(step.needs) or "-", _condition_cell(step),
+            step.context.id if step.context else "-", agent, _permissions_cell(step), checks)
 
 
 def _condition_cell(step: PlannedStep) -> Text:

@@ -41,6 +41,8 @@ def test_plan_at_160_columns_keeps_model_names_ids_and_paths_whole(project: Proj
     lines = shown.stdout.splitlines()
     assert max(len(line) for line in lines) <= 160
     assert "…" not in shown.stdout
+    assert any(line.rstrip().endswith("verify") for line in lines), "the table is cropped at the right"
+    assert any(line.rstrip().endswith("file_exists") for line in lines), "the table is cropped at the right"
     for whole in ("anthropic:claude-sonnet-4-6-20260101", "collect-escalations",
                   "summarize-weekly", "out/customer-success/escalations/**"):
         assert any(whole in line for line in lines), whole
@@ -54,6 +56,7 @@ def test_plan_in_a_narrow_terminal_folds_instead_of_cropping(project: ProjectDir
     assert shown.exit_code == 0, shown.output
     assert "…" not in shown.stdout
     assert max(len(line) for line in shown.stdout.splitlines()) <= 90
+    assert any(line.rstrip().endswith("verify") for line in shown.stdout.splitlines()), "cropped at the right"
 
 
 def test_context_tree_counts_one_rule_as_one_rule(project: ProjectDir) -> None:
