@@ -62,7 +62,8 @@ demo-recording: install
 	$(PY) -m tests.demo_recording
 
 schemas: install
-	for kind in workflow context config; do $(VENV)/bin/orchestr schema $$kind > docs/schema/$$kind.schema.json; done
+	for kind in workflow context config; do $(VENV)/bin/orchestr schema $$kind > docs/schema/$$kind.schema.json; \
+	  cp docs/schema/$$kind.schema.json orchestr/data/schema/; done
 
 clean:
 	rm -rf $(VENV) $(MCP_VENV) $(NPM_TOOLS) .orchestr out .mypy_cache .ruff_cache .pytest_cache

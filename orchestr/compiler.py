@@ -245,7 +245,9 @@ def _model(unit: Unit, agent_name: str) -> Iterator[Diagnostic]:
         return
     provider = model.partition(":")[0]
     providers = {*BUILTIN_PROVIDERS, *unit.config.providers}
-    if provider not in providers:
+    from_config = model == unit.config.defaults.model and not (unit.wf.spec.agents[agent_name].model
+                                                              or unit.wf.spec.defaults.model)
+    if provider not in providers and not from_config:  # orchestr.yaml's own is reported there, once
         suggestion = did_you_mean(provider, providers)
         where = ("agents", agent_name, "model") if unit.wf.spec.agents[agent_name].model else ("defaults", "model")
         yield Diagnostic(

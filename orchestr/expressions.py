@@ -72,11 +72,29 @@ def condition_source(text: str) -> str:
     return text.strip()
 
 
-def jinja_syntax(expr: str) -> str:
-    """GitHub Actions' `&&`, `||` and `!` as Jinja's `and`, `or` and `not`, outside string literals.
+_STRING = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
+_HYPHENATED_STEP = re.compile(r"(?<![\w.])steps\.([A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+)")
 
-    None of the three is valid Jinja, so the translation can never change an expression's meaning.
+
+def _hyphenated_steps(expr: str) -> str:
+    """`steps.pick-day.outputs` as `steps['pick-day'].outputs`, outside string literals.
+
+    Step ids may contain `-`, which Jinja would read as a minus; subtracting from `steps.pick`
+    (a mapping) could never mean anything, so the dotted form is read as the step's id.
     """
+    if "-" not in expr:
+        return expr
+    parts = _STRING.split(expr)
+    return "".join(part if i % 2 else _HYPHENATED_STEP.sub(r"steps['\1']", part) for i, part in enumerate(parts))
+
+
+def jinja_syntax(expr: str) -> str:
+    """GitHub Actions' `&&`, `||` and `!` as Jinja's `and`, `or` and `not`, outside string literals;
+    hyphenated step ids in dotted form (`steps.pick-day`) as subscripts.
+
+    None of these is valid Jinja, so the translation can never change an expression's meaning.
+    """
+    expr = _hyphenated_steps(expr)
     if "&" not in expr and "|" not in expr and "!" not in expr:
         return expr
     out: list[str] = []
@@ -229,8 +247,17 @@ def evaluate(expr: str, scope: Mapping[str, object]) -> object:
         return value
     except TemplateError as exc:
         raise ExpressionError(f"`{expr}`: {exc.message or exc}") from None
-    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+    except TypeError as exc:
+        raise ExpressionError(f"`{expr}`: {exc}{_type_hint(str(exc))}") from None
+    except (ValueError, ArithmeticError, LookupError) as exc:
         raise ExpressionError(f"`{expr}`: {exc}") from None
+
+
+def _type_hint(message: str) -> str:
+    """Outputs and env values are text: comparing or adding them to numbers needs a conversion."""
+    if "not supported between" in message or "unsupported operand" in message or "can only concatenate" in message:
+        return "; outputs, env and string inputs are text: convert with `| int` or `| float` (e.g. `x | int > 3`)"
+    return ""
 
 
 @lru_cache(maxsize=1024)

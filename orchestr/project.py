@@ -67,6 +67,9 @@ class Project:
         doc = load_yaml(path, display=display_path(path))
         config = decode(doc, ProjectConfig, what="project config")
         problems = reach_problems(doc, config)
+        problem = _default_model_problem(config, doc)
+        if problem is not None:
+            problems = [*problems, problem]
         if problems:
             raise ValidationFailed(problems)
         return config
@@ -123,6 +126,23 @@ class Project:
             except ValidationFailed:
                 names[path.stem] = path
         return names
+
+
+def _default_model_problem(config: ProjectConfig, doc: Document) -> Diagnostic | None:
+    """A provider typo in orchestr.yaml's defaults.model, reported once, where it is written."""
+    from orchestr.compiler import BUILTIN_PROVIDERS
+
+    model = config.defaults.model
+    provider = model.partition(":")[0] if model else None
+    providers = {*BUILTIN_PROVIDERS, *config.providers}
+    if provider is None or provider in providers:
+        return None
+    suggestion = did_you_mean(provider, providers)
+    return Diagnostic(
+        doc.span(("defaults", "model")),
+        f"unknown provider '{provider}' in model '{model}'" + (f"; {suggestion}" if suggestion else ""),
+        hint=f"built in: {', '.join(BUILTIN_PROVIDERS)}; declare others under providers: in this file",
+    )
 
 
 def _prefix(root: Path) -> str:

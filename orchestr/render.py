@@ -50,28 +50,53 @@ def _permissions_cell(step: PlannedStep) -> str:
     if step.permissions is None:
         return "-"
     summary = step.permissions.summary()
-    parts = [f"{k}: {', '.join(v)}" for k, v in summary.items() if v is not None]
+    parts = [f"{k}: {', '.join(v) or 'none'}" for k, v in summary.items() if v is not None]
     parts += [f"MCP {server.name} reaches {server.text()}" for server in step.servers]
     return "\n".join(parts) or "-"
 
 
-def render_plan(plan: Plan) -> Table:
+# Kept whole (never folded) when the terminal is wide enough for every column's longest word.
+_UNBROKEN = (("step", "context", "agent / model", "permissions"), ())
+MAX_UNBROKEN = 80
+
+
+def render_plan(plan: Plan, *, width: int | None = None) -> Table:
+    """The plan as a table. Nothing is cut short with "…": with the console's `width`, ids, model
+    names and paths are kept whole when they fit, and long values fold onto more lines when not."""
     spec = plan.spec
     caption = spec.description or ""
     if spec.schedule:
         caption += f"\nschedule: {spec.schedule.cron} ({spec.schedule.timezone})"
     table = Table(title=f"{plan.workflow}  [dim]{plan.display}[/]", caption=caption.strip() or None,
-                  caption_justify="left", title_justify="left", show_lines=True)
-    for column in ("layer", "step", "kind", "needs", "if", "context", "agent / model", "permissions",
-                   "timeout / retry", "verify"):
-        table.add_column(column)
-    for step in plan.steps.values():
-        agent = f"{step.agent.name}\n{step.agent.model}" if step.agent else "-"
-        retry = f"{format_duration(step.timeout) if step.timeout else '-'} / x{step.retry.attempts}"
-        checks = "\n".join(_check_name(c) for c in step.spec.verify) or "-"
-        table.add_row(str(step.layer), step.id, step.kind, ", ".join(step.needs) or "-", _condition_cell(step),
-                      step.context.id if step.context else "-", agent, _permissions_cell(step), retry, checks)
+                  caption_justify="left", title_justify="left", show_lines=True, show_edge=False)
+    columns = ("step", "needs", "if", "context", "agent / model", "permissions", "verify")
+    rows = [_plan_row(step) for step in plan.steps.values()]
+    longest = {column: min(MAX_UNBROKEN, max((len(word) for row in rows for word in str(row[i]).split()), default=0))
+               for i, column in enumerate(columns)}
+    unbroken = next(kept for kept in _UNBROKEN if width is None or _needed(columns, longest, kept) <= width)
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=max(longest[column], 1) if column in unbroken else None)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _needed(columns: tuple[str, ...], longest: dict[str, int], unbroken: tuple[str, ...]) -> int:
+    """The width a table needs to keep `unbroken` whole. Rich shrinks the other columns no further
+    than their longest word while some are held at a minimum width: past that it would crop."""
+    if not unbroken:
+        return 0
+    header = {column: max(len(word) for word in column.split()) for column in columns}
+    return sum(max(longest[c], header[c]) for c in columns) + 3 * len(columns) - 1  # no outer edge
+
+
+def _plan_row(step: PlannedStep) -> tuple[str | Text, ...]:
+    agent = f"{step.agent.name}\n{step.agent.model}" if step.agent else "-"
+    timeout = f"timeout {format_duration(step.timeout)}" if step.timeout else "no timeout"
+    checks = "\n".join(_check_name(c) for c in step.spec.verify) or "-"
+    about = f"{step.id}\n{step.kind} · layer {step.layer}\n{timeout} · x{step.retry.attempts}"
+    return (about, ", ".join(step.needs) or "-", _condition_cell(step),
+            step.context.id if step.context else "-", agent, _permissions_cell(step), checks)
 
 
 def _condition_cell(step: PlannedStep) -> Text:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from orchestr.dotenv import read_dotenv
 from orchestr.engine import Engine, EngineConfig, RunOutcome, StepState
 from orchestr.errors import UsageError, did_you_mean
 from orchestr.events import EventBus, EventSink, JsonLinesSink, LogSink, Redactor, parse_iso
@@ -148,6 +149,7 @@ def project_secret_names(project: Project) -> set[str]:
     names = {*project.config.secrets, *PROVIDER_KEY_VARS}
     names.update(p.api_key_env for p in project.config.providers.values() if p.api_key_env)
     names.update(n for server in project.config.mcp_servers.values() for n in server.env_from)
+    names.update(read_dotenv(project.root))  # .env holds API keys: every value in it is a secret
     return names
 
 

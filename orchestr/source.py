@@ -220,8 +220,12 @@ def _read_text(path: Path, display: str) -> str:
         ) from None
 
 
-def parse_yaml(text: str, *, path: Path, display: str) -> Document:
-    """Parse one YAML document into a Document, or raise ValidationFailed."""
+def parse_yaml(text: str, *, path: Path, display: str, lenient: bool = False) -> Document:
+    """Parse one YAML document into a Document, or raise ValidationFailed.
+
+    `lenient` keeps the first of duplicate keys (and skips non-string keys) instead of raising, so
+    that `validate` can go on to report the file's other errors in the same pass.
+    """
     try:
         node = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
@@ -235,12 +239,12 @@ def parse_yaml(text: str, *, path: Path, display: str) -> Document:
         raise ValidationFailed([_yaml_error(display, exc, text)]) from None
     except _TooLarge as exc:
         raise ValidationFailed([exc.diagnostic]) from None
-    if builder.problems:
+    if builder.problems and not lenient:
         raise ValidationFailed(builder.problems)
     return Document(path, display, data, builder.spans, builder.key_spans)
 
 
-def load_yaml(path: Path, *, display: str | None = None) -> Document:
+def load_yaml(path: Path, *, display: str | None = None, lenient: bool = False) -> Document:
     """Read and parse a YAML file; `display` is how the path is shown in messages."""
     shown = display if display is not None else str(path)
-    return parse_yaml(_read_text(path, shown), path=path, display=shown)
+    return parse_yaml(_read_text(path, shown), path=path, display=shown, lenient=lenient)

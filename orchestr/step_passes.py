@@ -7,7 +7,9 @@ Each catches, before anything runs, what would otherwise only show up as a faile
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 from orchestr.context import project_file_problem
@@ -51,6 +53,27 @@ def impossible_checks(unit: Unit) -> Iterator[Diagnostic]:
                     "could never pass",
                     hint="check what the command did instead: exit_code, file_exists, file_contains or command",
                 )
+            elif isinstance(step, AgentStep) and isinstance(check, ToolCalledCheck):
+                yield from _tool_never_given(unit, i, j, step, check)
+
+
+def _tool_never_given(unit: Unit, i: int, j: int, step: AgentStep, check: ToolCalledCheck) -> Iterator[Diagnostic]:
+    """A `tool_called` check naming a tool the agent was not given could only fail, after paying for every turn."""
+    agent = unit.wf.spec.agents.get(step.agent)
+    name = check.tool_called.name
+    if agent is None or any(fnmatchcase(name, tool) for tool in agent.tools):
+        return
+    given = ", ".join(agent.tools) or "none"
+    hint = f"add it to the agent's tools: `tools: [{', '.join((*agent.tools, name))}]` under agents.{step.agent}"
+    if re.search(r"^\s*tools\s*:", agent.instructions, re.MULTILINE):
+        hint = (f"`tools:` is inside the text of agents.{step.agent}.instructions (a wrong indent?): "
+                "indent it like `instructions:`, as a key of the agent")
+    yield Diagnostic(
+        unit.span(("steps", i, "verify", j, "tool_called")),
+        f"agent '{step.agent}' is not given tool '{name}' (its tools: {given}): "
+        f"this `tool_called` check on step '{step.id}' could never pass",
+        hint=hint,
+    )
 
 
 def scheduled_inputs(unit: Unit) -> Iterator[Diagnostic]:

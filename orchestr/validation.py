@@ -119,13 +119,33 @@ def _validate_workflow(project: Project, path: Path, report: Report, *,
         workflow = project.load_workflow(path)
     except ValidationFailed as exc:
         report.collect(exc)
-        return None
+        return _salvaged(project, path, report, shared_ok=shared_ok)
     try:
         if shared_ok is not False and _shared_loaded(project):
             compile_workflow(workflow, project.tree, project.config)
         report.workflows.append(workflow.name)
     except ValidationFailed as exc:
         report.collect(exc)
+    return workflow
+
+
+def _salvaged(project: Project, path: Path, report: Report, *, shared_ok: bool | None) -> LoadedWorkflow | None:
+    """A workflow that failed to load: its other errors too, in this same pass."""
+    from orchestr.compiler import compile_workflow
+    from orchestr.salvage import salvage_workflow
+
+    salvage = salvage_workflow(path)
+    problems, workflow = list(salvage.problems), salvage.workflow
+    if workflow is not None and shared_ok is not False and _shared_loaded(project):
+        try:
+            compile_workflow(workflow, project.tree, project.config)
+        except ValidationFailed as exc:
+            problems += filter(salvage.keeps, exc.diagnostics)
+    seen = {d.span for d in report.diagnostics} | {(d.span, d.message) for d in report.diagnostics}
+    for problem in problems:
+        if problem.span not in seen and (problem.span, problem.message) not in seen:
+            seen.add(problem.span)
+            report.diagnostics.append(problem)
     return workflow
 
 

@@ -11,6 +11,7 @@ from orchestr import __version__
 from orchestr.cli import (
     commands_context,
     commands_impact,
+    commands_init,
     commands_lock,
     commands_logs,
     commands_plan,
@@ -20,14 +21,17 @@ from orchestr.cli import (
     commands_schema,
     commands_state,
     commands_validate,
+    completion,
 )
 from orchestr.cli.common import STATE
+from orchestr.cli.help import OrchestrGroup
 
 app = typer.Typer(
     name="orchestr",
+    cls=OrchestrGroup,
     help="Run declarative, verified, scheduled AI-agent workflows from version-controlled YAML.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -53,6 +57,7 @@ def _root(
     STATE.project_dir = project
 
 
+commands_init.register(app)
 commands_validate.register(app)
 commands_context.register(app)
 commands_plan.register(app)
@@ -64,6 +69,7 @@ commands_state.register(app)
 commands_impact.register(app)
 commands_lock.register(app)
 commands_logs.register(app)
+completion.register(app)
 
 
 def main() -> None:

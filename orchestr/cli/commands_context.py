@@ -54,7 +54,8 @@ def tree_lines(tree: ContextTree, *, color: bool) -> list[str]:
         prefix, node, last = stack.pop()
         label = styled(node.id.rpartition("/")[2], bold=True, fg="cyan") + "  " + node.spec.title
         if node.spec.rules:
-            label += styled(f"  ({len(node.spec.rules)} rules)", dim=True)
+            count = len(node.spec.rules)
+            label += styled(f"  ({count} rule{'s' if count != 1 else ''})", dim=True)
         lines.append(prefix + ("└── " if last else "├── ") + label)
         children = tree.children(node.id)
         inner = prefix + ("    " if last else "│   ")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestr.cli.common import console, handle_errors, print_json, project
+from orchestr.cli.completion import complete_workflow
 
 
 class PlanFormat(StrEnum):
@@ -23,7 +24,8 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def plan(
-    workflow: Annotated[str, typer.Argument(help="A workflow's name or its file's path.")],
+    workflow: Annotated[str, typer.Argument(help="A workflow's name or its file's path.", metavar="WORKFLOW",
+                                             autocompletion=complete_workflow)],
     format: Annotated[PlanFormat, typer.Option("--format")] = PlanFormat.text,
 ) -> None:
     """Show the compiled step graph, with each step's context and permissions."""
@@ -41,4 +43,5 @@ def plan(
     else:
         from orchestr.render import render_plan
 
-        console().print(render_plan(compiled))
+        out = console()
+        out.print(render_plan(compiled, width=out.width))

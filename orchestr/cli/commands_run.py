@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from orchestr.cli.common import console, handle_errors, project
+from orchestr.cli.completion import complete_run, complete_workflow
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,12 +52,14 @@ def _stopping_on_signals(control: RunControl) -> Iterator[None]:
 
 @handle_errors
 def run(
-    workflow: Annotated[str, typer.Argument(help="A workflow's name or its file's path.")],
+    workflow: Annotated[str, typer.Argument(help="A workflow's name or its file's path.", metavar="WORKFLOW",
+                                             autocompletion=complete_workflow)],
     inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="An input as key=value (repeatable).")] = None,
     max_parallel: Annotated[int | None, typer.Option("--max-parallel", min=1, help="Steps at once (default 8).")] = None,
     events: Annotated[Path | None, typer.Option("--events", help="Write JSON-lines events to FILE.")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report to FILE.")] = None,
-    resume: Annotated[str | None, typer.Option("--resume", help="Resume RUN (or `last`): re-run unverified steps.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Resume RUN (or `last`): re-run unverified steps.",
+                                                         metavar="RUN", autocompletion=complete_run)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Compile and show the plan; run nothing.")] = False,
     record: Annotated[Path | None, typer.Option("--record", help="Record every model exchange to FILE.")] = None,
     replay: Annotated[Path | None, typer.Option("--replay", help="Replay model exchanges from FILE: no network, no key.")] = None,
@@ -68,6 +72,7 @@ def run(
 ) -> None:
     """Run a workflow once, with a live trace; exit 0/1/2/3/75 (see README)."""
     from orchestr.compiler import compile_workflow
+    from orchestr.dotenv import with_dotenv
     from orchestr.errors import UsageError
     from orchestr.runner import (
         RunControl,
@@ -93,14 +98,19 @@ def run(
         from orchestr.render import render_plan
 
         parse_inputs(plan.spec.inputs, inputs or [])
-        out.print(render_plan(plan))
+        out.print(render_plan(plan, width=out.width))
         return
-    parse_inputs(plan.spec.inputs, inputs or [])  # a bad input is reported before a missing API key
+    if resume and inputs:
+        raise UsageError("--resume re-runs with the inputs of the run it resumes; drop the -i options")
+    if not resume:
+        parse_inputs(plan.spec.inputs, inputs or [])  # a bad input is reported before a missing API key
     _check_outputs(events=events, junit=junit, record=record)
-    runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []))
+    env = with_dotenv(proj.root, os.environ)
+    runners = runners_for(plan, record=record, replay=replay, attach=list(attach or []), allow=list(allow or []),
+                          env=env)
     request = RunRequest(inputs=inputs or [], max_parallel=max_parallel, events_file=events, junit_file=junit,
                          resume=resume, trigger=trigger, record=record, replay=replay,
-                         attach=list(attach or []), allow=list(allow or []), control=RunControl())
+                         attach=list(attach or []), allow=list(allow or []), env=env, control=RunControl())
     live = out.is_terminal and not quiet
     trace = LiveTrace(out, verbose=verbose) if live else ci_trace(out, plan, verbose=verbose, quiet=quiet)
     with _stopping_on_signals(request.control or RunControl()):
@@ -160,6 +170,7 @@ def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
     """`--drain` (started by `orchestr tick`): serve the workflow's owed slots; output goes to its log."""
     import os
 
+    from orchestr.dotenv import with_dotenv
     from orchestr.observability.ci import CiTrace
     from orchestr.scheduling.serve import serve_workflow
 
@@ -181,7 +192,7 @@ def _drain(proj: Project, workflow: str, *, verbose: bool) -> int:
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
-        return serve_workflow(proj, workflow, sinks=sinks, env=dict(os.environ), control=control,
+        return serve_workflow(proj, workflow, sinks=sinks, env=with_dotenv(proj.root, os.environ), control=control,
                               say=lambda line: out.print(line, soft_wrap=True))
     finally:
         for sig, old in previous.items():

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from orchestr.cli.common import Format, console, handle_errors, print_json, project
+from orchestr.cli.completion import complete_run
 
 runs_app = typer.Typer(help="Run history: steps, attempts, tool calls, verification, tokens.", invoke_without_command=True)
 
@@ -52,7 +53,7 @@ def list_runs(
 @runs_app.command("show")
 @handle_errors
 def show(
-    run: Annotated[str, typer.Argument(help="Run id, a unique prefix, or `last`.")],
+    run: Annotated[str, typer.Argument(help="Run id, a unique prefix, or `last`.", metavar="RUN", autocompletion=complete_run)],
     format: Annotated[Format, typer.Option("--format")] = Format.text,
 ) -> None:
     """Show one run: steps, attempts, tool calls, verification and tokens."""

@@ -15,6 +15,7 @@ from orchestr.providers.base import (
     ProviderError,
     ToolCall,
     UserMessage,
+    connection_error,
     from_wire,
     malformed_reply,
     retry_after_seconds,
@@ -48,7 +49,7 @@ class AnthropicProvider:
         except self._sdk.APIStatusError as exc:
             raise _status_error(exc) from None
         except self._sdk.APIConnectionError as exc:
-            raise ProviderError(f"anthropic: {type(exc).__name__}: {exc}", retryable=True) from None
+            raise connection_error(self.name, exc, base_url=self._client.base_url) from None
         except (self._sdk.APIResponseValidationError, ValueError) as exc:
             raise malformed_reply(self.name, exc) from None
         try:

@@ -84,15 +84,16 @@ class ProviderError(OrchestrError):
     another attempt of the step either."""
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, refused: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.refused = refused  # nothing listens at the endpoint: a few quick retries, then give up
 
     @property
     def permanent(self) -> bool:
-        return self.status in PERMANENT_STATUS
+        return self.status in PERMANENT_STATUS or (self.refused and not self.retryable)
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -106,6 +107,18 @@ class Provider(Protocol):
     name: str
 
     def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse: ...
+
+
+def connection_error(provider: str, exc: Exception, *, base_url: object) -> ProviderError:
+    """A dropped or timed-out connection is retried with backoff; a refused one (a local server such as
+    Ollama not running) is not worth a minute of backoff, and its message names the URL."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ConnectionRefusedError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None or "connection refused" in str(exc.__cause__ or "").lower():
+        return ProviderError(f"{provider}: connection refused by {base_url}: is the server running, "
+                             "and is base_url right?", retryable=True, refused=True)
+    return ProviderError(f"{provider}: {type(exc).__name__}: {exc} ({base_url})", retryable=True)
 
 
 def malformed_reply(provider: str, exc: Exception) -> ProviderError:

@@ -17,7 +17,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
@@ -25,6 +24,8 @@ from orchestr.interruption import NEVER, Stop
 from orchestr.providers.base import ModelRequest, ModelResponse, Provider, ProviderError
 
 MAX_RETRY_AFTER_SECONDS = 60.0
+REFUSED_ATTEMPTS = 3  # a refused connection: a server starting up gets a moment, a stopped one fails fast
+REFUSED_WAIT_SECONDS = 0.5
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -46,6 +47,15 @@ class CallTiming:
 RetryHook = Callable[[ProviderError, int, float, float], None]  # (error, call number, wait s, that call's ms)
 
 
+def _stop(attempts: int) -> Callable[[RetryCallState], bool]:
+    def stop(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        refused = isinstance(exc, ProviderError) and exc.refused
+        return state.attempt_number >= (min(attempts, REFUSED_ATTEMPTS) if refused else attempts)
+
+    return stop
+
+
 class RetryingProvider:
     """One instance serves one attempt's calls, one after another; `last_call` is the latest call."""
 
@@ -60,6 +70,8 @@ class RetryingProvider:
 
     def _wait(self, state: RetryCallState, stop: Stop) -> float:
         exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ProviderError) and exc.refused:
+            return REFUSED_WAIT_SECONDS
         hinted = exc.retry_after if isinstance(exc, ProviderError) else None
         seconds = min(hinted, MAX_RETRY_AFTER_SECONDS) if hinted is not None else float(self._backoff(state))
         left = stop.remaining()
@@ -80,13 +92,16 @@ class RetryingProvider:
         return self.inner.complete(request, stop=stop)
 
     def complete(self, request: ModelRequest, *, stop: Stop = NEVER) -> ModelResponse:
-        retrying = Retrying(stop=stop_after_attempt(self.attempts), wait=lambda state: self._wait(state, stop),
+        retrying = Retrying(stop=_stop(self.attempts), wait=lambda state: self._wait(state, stop),
                             sleep=stop.sleep, retry=retry_if_exception(_retryable), before_sleep=self._before_sleep,
                             reraise=True)
         numbers: list[int] = []
         try:
             response: ModelResponse = retrying(lambda: self._one_call(request, stop, numbers))
         except ProviderError as exc:
+            if exc.refused:  # permanent now: the step's own retries would only knock again
+                raise ProviderError(f"{exc} (gave up after {min(self.attempts, REFUSED_ATTEMPTS)} attempts)",
+                                    refused=True) from None
             if exc.retryable:
                 raise ProviderError(f"{exc} (gave up after {self.attempts} attempts)", status=exc.status) from None
             raise
