@@ -20,6 +20,7 @@ from orchestr.expressions import (
 )
 from orchestr.models import (
     AgentStep,
+    ApprovalStep,
     ExprCheck,
     ProjectConfig,
     Retry,
@@ -30,7 +31,7 @@ from orchestr.permissions import EffectivePermissions, PermissionLevel
 from orchestr.plan import Plan, PlannedStep, ResolvedAgent, StepId
 from orchestr.project import LoadedWorkflow
 from orchestr.source import PathKey
-from orchestr.step_passes import attached_files, impossible_checks, scheduled_inputs
+from orchestr.step_passes import approval_steps, attached_files, impossible_checks, scheduled_inputs
 
 BUILTIN_TOOLS = ("read_file", "write_file", "list_files", "run_command", "http_request")
 BUILTIN_PROVIDERS = ("anthropic", "openai")
@@ -64,7 +65,7 @@ def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfi
     problems += _agents(unit, contexts)
     problems += permission_ceiling(unit, contexts)
     problems += _expressions(unit, upstream, contexts)
-    problems += [*_shell_source(unit), *attached_files(unit), *impossible_checks(unit)]
+    problems += [*_shell_source(unit), *attached_files(unit), *impossible_checks(unit), *approval_steps(unit)]
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ValidationFailed(problems)
@@ -288,6 +289,8 @@ def _expression_sites(step: Step, i: int) -> Iterator[tuple[PathKey, str, bool, 
         yield ("steps", i, "env", key), value, False, False
     if isinstance(step, AgentStep):
         yield ("steps", i, "prompt"), step.prompt, False, False
+    if isinstance(step, ApprovalStep):
+        yield ("steps", i, "approval", "message"), step.approval.message, False, False
     for j, check in enumerate(step.verify):
         if isinstance(check, ExprCheck):
             yield ("steps", i, "verify", j, "expr"), check.expr, True, True

@@ -9,11 +9,19 @@ from pathlib import Path
 from typing import Literal, NewType
 
 from orchestr.context import ResolvedContext
-from orchestr.models import AgentSpec, AgentStep, Budget, Retry, ShellStep, WorkflowSpec
+from orchestr.models import (
+    AgentSpec,
+    AgentStep,
+    ApprovalStep,
+    Budget,
+    Retry,
+    ShellStep,
+    WorkflowSpec,
+)
 from orchestr.permissions import EffectivePermissions
 
 StepId = NewType("StepId", str)
-StepKind = Literal["shell", "agent"]
+StepKind = Literal["shell", "agent", "approval"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ class ResolvedAgent:
 @dataclass(frozen=True)
 class PlannedStep:
     id: StepId
-    spec: ShellStep | AgentStep
+    spec: ShellStep | AgentStep | ApprovalStep
     needs: tuple[StepId, ...]
     upstream: frozenset[StepId]
     layer: int
@@ -41,7 +49,9 @@ class PlannedStep:
 
     @property
     def kind(self) -> StepKind:
-        return "agent" if isinstance(self.spec, AgentStep) else "shell"
+        if isinstance(self.spec, AgentStep):
+            return "agent"
+        return "approval" if isinstance(self.spec, ApprovalStep) else "shell"
 
     @property
     def condition(self) -> str | None:

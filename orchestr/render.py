@@ -70,12 +70,26 @@ def render_plan(plan: Plan) -> Table:
                    "timeout / retry", "verify"):
         table.add_column(column)
     for step in plan.steps.values():
-        agent = f"{step.agent.name}\n{step.agent.model}" if step.agent else "-"
+        agent = f"{step.agent.name}\n{step.agent.model}" if step.agent else _approval_cell(step)
         retry = f"{format_duration(step.timeout) if step.timeout else '-'} / x{step.retry.attempts}"
         checks = "\n".join(_check_name(c) for c in step.spec.verify) or "-"
         table.add_row(str(step.layer), step.id, step.kind, ", ".join(step.needs) or "-", _condition_cell(step),
                       step.context.id if step.context else "-", agent, _permissions_cell(step), retry, checks)
     return table
+
+
+def _approval_cell(step: PlannedStep) -> str:
+    """An approval step: what a person is asked and shown, and how long they have."""
+    from orchestr.models import ApprovalStep
+
+    if not isinstance(step.spec, ApprovalStep):
+        return "-"
+    approval = step.spec.approval
+    lines = [f"asks: {approval.message}", *(f"shows: {name}" for name in approval.show),
+             f"decide within {format_duration(approval.timeout)}"]
+    if approval.notify:
+        lines.append(f"notify: {approval.notify}")
+    return "\n".join(lines)
 
 
 def _condition_cell(step: PlannedStep) -> Text:

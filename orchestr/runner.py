@@ -40,6 +40,7 @@ class RunRequest:
     allow: Sequence[str] = ()
     queue: bool = False  # wait for the workflow's lock instead of exiting busy (overlap: queue)
     deadline: float | None = None  # seconds; stop the run after it (scheduled runs)
+    only_if_waiting: bool = False  # resume only a run still `waiting` once the lock is ours (approve, tick)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -207,12 +208,14 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
         lock.name_holder(run_id)
     events_sink = JsonLinesSink(request.events_file) if request.events_file else None
     try:
+        _check_not_waiting(store, plan.workflow, run_id, request)
         if request.resume:
             prior = _prior(store, run_id)
             store.reopen_run(run_id)
         else:
             store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger, inputs=inputs,
                              options=_options(request), slot=slot)
+        runners = {**runners, **_approval_runners(project, plan, store, run_id, fresh=not request.resume)}
         bus = EventBus(run=run_id, workflow=plan.workflow,
                        redactor=Redactor(secret_values(project, plan, request.env)),
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks], log_sinks=log_sinks)
@@ -224,7 +227,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             outcome = engine.run(inputs, prior=prior)
         store.finish_run(run_id, status=outcome.status, exit_code=outcome.exit_code,
                          error=_first_reason(outcome), tokens=outcome.usage.to_json())
-        if slot:  # a scheduled run, or a resumed one: its slot gets the run's outcome
+        if slot and outcome.status != "waiting":  # a scheduled run's slot settles when the run finally ends
             store.settle_slot(plan.workflow, parse_iso(slot), outcome=slot_outcome(outcome.status), run_id=run_id,
                               detail=_first_reason(outcome))
     finally:
@@ -239,8 +242,39 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
     return RunResult(run_id, outcome, bool(request.resume))
 
 
+def _check_not_waiting(store: Store, workflow: str, run_id: str, request: RunRequest) -> None:
+    """A run waiting for an approval holds no process, yet the workflow is busy until it ends.
+
+    Checked once the workflow's lock is ours, so no other run can start or resume in between.
+    """
+    from orchestr.approvals.records import waiting_runs
+    from orchestr.errors import Busy, NotWaiting
+
+    if request.only_if_waiting:
+        row = store.run(run_id)
+        if row is None or row.status != "waiting":
+            raise NotWaiting(f"run {run_id} is no longer waiting (now {row.effective_status if row else 'gone'}): "
+                             "another process resumed it")
+    others = [r for r in waiting_runs(store, workflow) if r.id != run_id]
+    if others:
+        raise Busy(f"workflow '{workflow}' is busy: run {others[0].id} is waiting for an approval "
+                   f"(see `orchestr approvals show {others[0].id}`; approve or reject it first)")
+
+
+def _approval_runners(project: Project, plan: Plan, store: Store, run_id: str, *, fresh: bool) -> dict[str, StepRunner]:
+    if not any(step.kind == "approval" for step in plan.steps.values()):
+        return {}
+    from orchestr.approvals.files import snapshot_baseline
+    from orchestr.approvals.records import ApprovalBook
+    from orchestr.approvals.step import ApprovalRunner
+
+    if fresh:  # what the `show` files held before this run, for `approvals show` to diff against
+        snapshot_baseline(plan, project.root, project.state_dir / "runs" / run_id)
+    return {"approval": ApprovalRunner(ApprovalBook(store))}
+
+
 OUTCOME_BY_STATUS = {"succeeded": "ran", "failed": "failed", "unverified": "unverified", "cancelled": "failed",
-                     "timed-out": "timed-out"}
+                     "timed-out": "timed-out", "waiting": "waiting"}  # waiting: not an outcome, never settled
 
 
 def slot_outcome(status: str) -> str:

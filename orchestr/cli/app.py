@@ -9,6 +9,7 @@ import typer
 
 from orchestr import __version__
 from orchestr.cli import (
+    commands_approvals,
     commands_context,
     commands_impact,
     commands_lock,
@@ -60,6 +61,7 @@ commands_schedule.register(app)
 commands_schema.register(app)
 commands_impact.register(app)
 commands_lock.register(app)
+commands_approvals.register(app)
 
 
 def main() -> None:

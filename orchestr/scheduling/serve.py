@@ -45,17 +45,51 @@ def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mappin
         elif not wait_for_turn(store, lock, workflow, deadline=deadline, clock=utc_now, waiter_id=waiter_id):
             return ExitCode.OK  # another process served (or is serving) every owed slot
 
+        resumed = _resume_decided(project, store, lock, workflow, sinks=sinks, env=env, say=say)
+        if resumed is None:
+            return ExitCode.OK  # a run waits for a person: the owed slots wait with it
+
         def serve(slot_at: datetime, run_id: str) -> SlotResult:
             return serve_slot(project, store, lock, workflow, slot=slot_at, run_id=run_id, sinks=sinks,
                               env=env, say=say)
 
-        results = drain(store, lock, workflow, serve=serve, new_run_id=lambda: new_run_id(utc_now()))
+        results = [*resumed, *drain(store, lock, workflow, serve=serve, new_run_id=lambda: new_run_id(utc_now()))]
     finally:
         lock.release()
         store.close()
     if any(r.stop for r in results):
         return ExitCode.CANCELLED
-    return ExitCode.OK if all(r.outcome == "ran" for r in results) else ExitCode.FAILED
+    return ExitCode.OK if all(r.outcome in ("ran", "waiting") for r in results) else ExitCode.FAILED
+
+
+def _resume_decided(project: Project, store: Store, lock: WorkflowLock, workflow: str, *, sinks: Sinks,
+                    env: Mapping[str, str], say: Callable[[str], None]) -> list[SlotResult] | None:
+    """Resume the runs whose approval was decided; None when a run still waits (the drain stops).
+
+    A run stopped at an approval keeps the workflow busy (docs/approvals.md), so slots are served
+    only once no run waits any more.
+    """
+    from orchestr.approvals.resume import resumable_runs, resume_run
+    from orchestr.events import parse_iso
+    from orchestr.runner import slot_outcome
+
+    ready, blocked = resumable_runs(store, workflow)
+    results = []
+    for run in ready:
+        say(f"--- {iso(utc_now())} {workflow}: resuming run {run.id} after its approval was decided")
+        event_sinks, log_sinks = sinks()
+        try:
+            result = resume_run(project, run, sinks=event_sinks, log_sinks=log_sinks, env=env, lock=lock, warn=say)
+        except OrchestrError as exc:
+            say(f"error: run {run.id} could not be resumed: {exc.format()}")
+            continue
+        outcome = slot_outcome(result.outcome.status)
+        say(f"--- {workflow}: run {run.id} {outcome} (exit {int(result.outcome.exit_code)})")
+        slot = parse_iso(run.slot) if run.slot else utc_now()
+        results.append(SlotResult(slot, outcome, int(result.outcome.exit_code), stop=result.outcome.status == "cancelled"))
+    if blocked or any(r.holds_workflow for r in results):
+        return None
+    return results
 
 
 def _deadline(project: Project, workflow: str) -> timedelta | None:
