@@ -110,9 +110,11 @@ class ApprovalBook:
         return [_record(dict(r)) for r in rows]
 
     def open(self, *, workflow: str | None = None) -> list[ApprovalRecord]:
-        """Requests not yet used by their run (pending, or decided but not resumed), oldest first."""
-        where, args = ("consumed=0", ()) if workflow is None else ("consumed=0 AND workflow=?", (workflow,))
-        rows = self.store._query(f"SELECT * FROM approvals WHERE {where} ORDER BY requested_at, run_id, step_id", args)
+        """Requests of waiting runs not yet used (pending, or decided but not resumed), oldest first."""
+        where, args = ("", ()) if workflow is None else (" AND a.workflow=?", (workflow,))
+        rows = self.store._query(
+            "SELECT a.* FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.consumed=0 AND r.status='waiting'"
+            f"{where} ORDER BY a.requested_at, a.run_id, a.step_id", args)
         return [_record(dict(r)) for r in rows]
 
     def decide(self, record: ApprovalRecord, *, decision: Decision, by: str, comment: str | None,

@@ -70,3 +70,17 @@ def _file_view(record: ApprovalRecord, name: str, has_baseline: bool, sha: str, 
         return Group(title, Syntax(diff(before, after, name), "diff", theme="ansi_dark", word_wrap=True))
     lexer = "json" if name.endswith(".json") else Syntax.guess_lexer(name, after)
     return Group(title, Syntax(after, lexer, theme="ansi_dark", word_wrap=True))
+
+
+def status_lines(records: list[ApprovalRecord], *, now: datetime) -> tuple[list[str], list[str]]:
+    """(one line per approval not acted on, the problems: those past their timeout unanswered)."""
+    lines, problems = [], []
+    for record in records:
+        state = state_of(record, now)
+        line = (f"approval {record.workflow} run {record.run_id} step {record.step_id}: {state} "
+                f"(asks: {record.message}; decide by {record.expires_at}; `orchestr approvals show {record.run_id}`)")
+        lines.append(line)
+        if record.expired(now):
+            problems.append(f"run {record.run_id} of {record.workflow}: the approval at step {record.step_id} "
+                            f"was not answered by {record.expires_at}; the next tick (or approve/reject) fails it")
+    return lines, problems

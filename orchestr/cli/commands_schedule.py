@@ -152,16 +152,27 @@ def status(
     assert isinstance(grace_td, timedelta)
     proj = project()
     workflows, problems = scheduled_workflows(proj)
+    from orchestr.approvals.records import ApprovalBook
+    from orchestr.approvals.views import status_lines
+
     store = Store(proj.state_dir)
+    at = parse_now(now)
     try:
-        report = [check_workflow(store, wf, now=parse_now(now), grace=grace_td) for wf in workflows]
+        report = [check_workflow(store, wf, now=at, grace=grace_td) for wf in workflows]
+        waiting = ApprovalBook(store).open()
     finally:
         store.close()
+    # waiting approvals are listed; only one past its timeout unanswered is a problem
+    approval_lines, approval_problems = status_lines(waiting, now=at)
+    problems += approval_problems
     healthy = all(h.ok for h in report) and not problems
     if format is Format.json:
-        print_json({"ok": healthy, "workflows": [h.to_json() for h in report], "problems": problems})
+        print_json({"ok": healthy, "workflows": [h.to_json() for h in report], "problems": problems,
+                    "approvals": [r.to_json() for r in waiting]})
     else:
         console().print(health_table(report))
+        for line in approval_lines:
+            typer.echo(line)
         for problem in problems:
             typer.echo(problem, err=True)
     raise typer.Exit(ExitCode.OK if healthy else ExitCode.FAILED)
