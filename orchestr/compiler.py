@@ -513,6 +513,8 @@ def _resolved_agent(unit: Unit, step: AgentStep) -> ResolvedAgent:
 
 def _retry(unit: Unit, step: Step) -> Retry:
     retry = Retry()
+    if isinstance(step, ApprovalStep):  # a person is asked once; defaults do not make it ask again
+        return retry
     for layer in (unit.config.defaults.retry, unit.wf.spec.defaults.retry, step.retry):
         if layer is not None:
             retry = layer.merged_over(retry)
@@ -520,6 +522,8 @@ def _retry(unit: Unit, step: Step) -> Retry:
 
 
 def _timeout(unit: Unit, step: Step) -> timedelta | None:
+    if isinstance(step, ApprovalStep):
+        return step.approval.timeout  # how long a person has to decide (enforced by the approval itself)
     return step.timeout or unit.wf.spec.defaults.timeout or unit.config.defaults.timeout
 
 

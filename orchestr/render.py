@@ -88,7 +88,7 @@ def _approval_cell(step: PlannedStep) -> str:
     lines = [f"asks: {approval.message}", *(f"shows: {name}" for name in approval.show),
              f"decide within {format_duration(approval.timeout)}"]
     if approval.notify:
-        lines.append(f"notify: {approval.notify}")
+        lines.append(f"notify: {approval.notify.strip().splitlines()[0]}")
     return "\n".join(lines)
 
 

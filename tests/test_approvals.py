@@ -279,3 +279,61 @@ def test_the_waiting_state_survives_in_the_run_record_not_in_a_process(project: 
     resumed = project.run("run", "refunds", "--resume", run)  # resumed by hand before anyone decided
     assert resumed.exit_code == 4, resumed.output  # still waiting: asked once, not again
     assert len(_lines(project, "notified.txt")) == 1 and len(_approvals(project, run)) == 1
+
+
+# --- the example project's refunds workflow: the agent proposes, a person decides, a script applies
+
+
+def _refunds_example(tmp_path: Path) -> ProjectDir:
+    from tests.demo_recording import copy_example
+
+    return ProjectDir(copy_example(tmp_path / "acme"))
+
+
+def _draft(amount: float) -> dict[str, object]:
+    return {"source": "out/support/tickets.json", "refunds": [
+        {"ticket": "T-48214", "customer": "Kestrel Analytics", "amount_eur": amount, "policy_section": 1,
+         "reason": "Invoice INV-2025-0219 was charged twice."}]}
+
+
+def test_the_example_refunds_are_drafted_checked_approved_then_applied(tmp_path: Path) -> None:
+    from tests.fakeapi import FakeLLMServer, Reply, ToolCall
+
+    example = _refunds_example(tmp_path)
+    draft = json.dumps(_draft(189.0))
+    with FakeLLMServer() as server:
+        server.anthropic.enqueue(Reply.tool_calls(ToolCall("write_file", {"path": "out/support/refunds/refunds.json",
+                                                                          "content": draft})),
+                                 Reply.json({"count": 1, "total_eur": 189.0}))
+        waiting = example.cli("run", "support-refunds", env=server.env())
+        assert waiting.exit_code == 4, waiting.output
+        run = str(_runs(example)[0]["id"])
+        [record] = _approvals(example, run)
+        assert record["message"] == "Apply 1 refunds, 189.0 EUR in all?"
+        posted = json.loads((example.root / "out/notifications.jsonl").read_text())
+        assert posted["channel"] == "#support-refunds" and f"orchestr approve {run} approve-refunds" in posted["text"]
+        approved = example.cli("approve", run, "--comment", "duplicate confirmed by billing", env=server.env())
+        assert approved.exit_code == 0, approved.output
+        assert len(server.anthropic.requests) == 2  # resuming did not ask the model again
+    applied = (example.root / "out/support/refunds/applied.jsonl").read_text().splitlines()
+    assert [json.loads(line)["ticket"] for line in applied] == ["T-48214"]
+
+
+def test_the_example_policy_check_refuses_a_refund_above_500_eur(tmp_path: Path) -> None:
+    from tests.fakeapi import FakeLLMServer, ReceivedRequest, Reply, ToolCall
+
+    example = _refunds_example(tmp_path)
+
+    def stubborn(request: ReceivedRequest) -> Reply:  # told the check failed, it drafts the same again
+        if request.body["messages"][-1]["role"] == "user" and "tool_result" in json.dumps(request.body["messages"][-1]):
+            return Reply.json({"count": 1, "total_eur": 900.0})
+        return Reply.tool_calls(ToolCall("write_file", {"path": "out/support/refunds/refunds.json",
+                                                        "content": json.dumps(_draft(900.0))}))
+
+    with FakeLLMServer() as server:
+        server.anthropic.responder = stubborn
+        result = example.cli("run", "support-refunds", env=server.env())
+    assert result.exit_code == 3, result.output  # unverified: nobody is asked to approve it
+    assert "above the 500 EUR limit" in result.output
+    assert example.cli("approvals", "list", "--format", "json").stdout.strip() == "[]"
+    assert not (example.root / "out/support/refunds/applied.jsonl").exists()
