@@ -49,7 +49,10 @@ def run_detail(store: Store, row: RunRow) -> dict[str, Any]:
     for step in store.steps(row.id):
         step["attempt_records"] = [a for a in attempts if a["step_id"] == step["step_id"]]
         steps.append(step)
-    return {**run_summary(row), "steps": steps}
+    from orchestr.approvals.records import ApprovalBook
+
+    approvals = [r.to_json() for r in ApprovalBook(store).of_run(row.id)]
+    return {**run_summary(row), "steps": steps, "approvals": approvals}
 
 
 def run_tree(detail: dict[str, Any]) -> Tree:
@@ -67,7 +70,17 @@ def run_tree(detail: dict[str, Any]) -> Tree:
                                         f"  {step['attempts']} attempt(s)", f"  {step['reason']}" if step.get("reason") else ""))
         for attempt in step["attempt_records"]:
             _add_attempt(branch, attempt)
+        for approval in (a for a in detail.get("approvals", []) if a["step"] == step["step_id"]):
+            _add_approval(branch, approval)
     return tree
+
+
+def _add_approval(branch: Tree, approval: dict[str, Any]) -> None:
+    """Who was asked what, and who decided and why (or that nobody has yet)."""
+    decided = (f"{approval['decision']} by {approval['decided_by']} at {approval['decided_at']}"
+               + (f": {approval['comment']}" if approval.get("comment") else "")) if approval["decision"] else "waiting"
+    branch.add(Text(f"approval {approval['request']}: asked {approval['message']!r} at {approval['requested_at']}"
+                    f" -> {decided}", style="blue" if not approval["decision"] else ""))
 
 
 def _add_attempt(branch: Tree, attempt: dict[str, Any]) -> None:

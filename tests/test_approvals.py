@@ -109,9 +109,24 @@ def test_approve_resumes_the_run_without_re_running_the_first_steps(project: Pro
     assert (record["decision"], record["decided_by"], record["comment"]) == ("approved", "dana", "policy checked")
     decided = [e for e in _events(project, run) if e["event"] == "approval.decided"]
     assert decided and decided[0]["data"]["by"] == "dana"
+    assert "approved by dana" in project.cli("runs", "show", run).stdout and "policy checked" in str(record)
     again = project.cli("approve", run)
     assert again.exit_code == 2 and "not waiting for an approval" in again.stderr
     assert project.cli("approvals", "list", "--format", "json").stdout.strip() == "[]"
+
+
+def test_approve_detach_resumes_in_the_background(project: ProjectDir) -> None:
+    import time
+
+    _project(project)
+    run = _waiting_run(project)
+    result = project.run("approve", run, "--detach", "--by", "dana")
+    assert result.exit_code == 0 and "resuming in the background" in result.stderr, result.output
+    deadline = time.monotonic() + 30  # generous: a loaded 2-core machine
+    while _runs(project)[0]["status"] != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _runs(project)[0]["status"] == "succeeded"
+    assert _lines(project, "applied.txt") == [run]
 
 
 def test_reject_fails_the_step_and_skips_its_dependents(project: ProjectDir) -> None:
