@@ -352,3 +352,32 @@ def test_the_example_policy_check_refuses_a_refund_above_500_eur(tmp_path: Path)
     assert "above the 500 EUR limit" in result.output
     assert example.cli("approvals", "list", "--format", "json").stdout.strip() == "[]"
     assert not (example.root / "out/support/refunds/applied.jsonl").exists()
+
+
+def test_under_overlap_queue_a_slot_due_while_a_run_waits_runs_after_it(project: ProjectDir) -> None:
+    _project(project, schedule='schedule: { cron: "*/15 * * * *", timezone: UTC, overlap: queue }')
+    assert project.run("tick", "--now", "2026-11-24T08:15:01Z", "--wait").exit_code == 0
+    first = str(_runs(project)[0]["id"])
+    assert project.run("tick", "--now", "2026-11-24T08:30:01Z", "--wait").exit_code == 0
+    assert len(_runs(project)) == 1  # queued, not started, and never `skipped-overlap`
+    assert _slots(project) == [("2026-11-24T08:30:00.000Z", None), ("2026-11-24T08:15:00.000Z", None)]
+    assert project.run("approve", first, "--by", "dana").exit_code == 0
+    assert _slots(project)[1] == ("2026-11-24T08:15:00.000Z", "ran")
+    assert project.run("tick", "--now", "2026-11-24T08:31:00Z", "--wait").exit_code == 0
+    runs = _runs(project)
+    assert len(runs) == 2 and runs[0]["status"] == "waiting"  # the queued slot's run, waiting in its turn
+    assert _slots(project)[0] == ("2026-11-24T08:30:00.000Z", None)
+
+
+def test_approving_too_late_is_refused_and_the_run_fails_closed(project: ProjectDir) -> None:
+    import time
+
+    _project(project, timeout="1s")
+    run = _waiting_run(project)
+    time.sleep(1.5)
+    late = project.run("approve", run, "--by", "dana")
+    assert late.exit_code == 1, late.output
+    assert "timed out at" in late.stderr and "can no longer be approved" in late.stderr
+    record = _approvals(project, run)[0]
+    assert (record["decision"], record["decided_by"]) == ("timed-out", "orchestr")
+    assert _runs(project)[0]["status"] == "failed" and _lines(project, "applied.txt") == []

@@ -79,11 +79,10 @@ def decide(store: Store, ref: str, step: str | None, *, decision: Decision, by: 
     person = who(by)
     if record.decision is not None:
         raise ApprovalRefused(_already(record))
-    if record.expired(now):
-        book.decide(record, decision="timed-out", by="orchestr", comment="no decision before the timeout", now=now)
-        raise ApprovalRefused(f"the approval of {run.id} at step '{record.step_id}' timed out at {record.expires_at}: "
-                              "it can no longer be approved; the run fails when it is resumed (the next tick, or "
-                              f"`orchestr approvals resume {run.id}`)")
+    if record.expired(now):  # too late: recorded as timed out (by the clock), and the caller finishes the run
+        if book.decide(record, decision="timed-out", by="orchestr", comment="no decision before the timeout", now=now):
+            return Decided(run, record, "timed-out", "orchestr")
+        raise ApprovalRefused(_already(book.latest(run.id, record.step_id) or record))
     if decision == "approved":
         changed = changed_files(record, root)
         if changed:

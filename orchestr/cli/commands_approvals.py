@@ -127,7 +127,11 @@ def _decide(run: str, step: str | None, *, decision: str, comment: str | None, b
                          root=proj.root, now=utc_now())
     finally:
         store.close()
-    typer.echo(f"{decided.decision}: {decided.run.id} step {decided.record.step_id}, by {decided.by}", err=True)
+    if decided.decision == "timed-out":
+        typer.echo(f"error: the approval of {decided.run.id} at step '{decided.record.step_id}' timed out at "
+                   f"{decided.record.expires_at}: it can no longer be {decision}; the run now finishes failed", err=True)
+    else:
+        typer.echo(f"{decided.decision}: {decided.run.id} step {decided.record.step_id}, by {decided.by}", err=True)
     if detach:
         from orchestr.approvals.resume import launch_resume
 
