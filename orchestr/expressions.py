@@ -72,11 +72,28 @@ def condition_source(text: str) -> str:
     return text.strip()
 
 
-def jinja_syntax(expr: str) -> str:
-    """GitHub Actions' `&&`, `||` and `!` as Jinja's `and`, `or` and `not`, outside string literals.
+_STRING_LITERAL = re.compile(r"""('(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")""")
+_HYPHENATED_STEP = re.compile(r"(?<![\w.])steps\.([A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)+)")
 
-    None of the three is valid Jinja, so the translation can never change an expression's meaning.
+
+def _hyphenated_steps(expr: str) -> str:
+    """`steps.draft-refunds.output` (a step id with `-`, as GitHub Actions allows) as `steps['draft-refunds']`.
+
+    Read as Jinja it would be a subtraction whose right side names no root, so it can mean nothing else.
     """
+    if "-" not in expr or "steps." not in expr:
+        return expr
+    parts = _STRING_LITERAL.split(expr)  # odd indexes are string literals, left as written
+    return "".join(part if i % 2 else _HYPHENATED_STEP.sub(r"steps['\1']", part) for i, part in enumerate(parts))
+
+
+def jinja_syntax(expr: str) -> str:
+    """GitHub Actions' `&&`, `||` and `!` as Jinja's `and`, `or` and `not`, outside string literals,
+    and step ids with hyphens as subscripts.
+
+    None of the three operators is valid Jinja, so the translation can never change an expression's meaning.
+    """
+    expr = _hyphenated_steps(expr)
     if "&" not in expr and "|" not in expr and "!" not in expr:
         return expr
     out: list[str] = []

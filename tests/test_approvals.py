@@ -183,8 +183,9 @@ def test_show_renders_a_diff_when_the_file_existed_before_the_run(project: Proje
     project.write("out/refunds.json", '{"refunds": [{"id": "T-1", "eur": 20}]}\n')
     run = _waiting_run(project)
     text = project.cli("approvals", "show", run).stdout
-    assert "out/refunds.json (before the run)" in text
-    assert '+    {\n+      "id": "T-2",' in text.replace("\r", "") or '+      "id": "T-2",' in text
+    assert "--- out/refunds.json (before the run)" in text and "+++ out/refunds.json (shown for approval)" in text
+    assert '+      "id": "T-2",' in text and '+      "eur": 45' in text  # the added refund, pretty-printed
+    assert '       "id": "T-1",' in text  # unchanged context lines
 
 
 def test_two_approvers_at_once_one_decision_is_recorded_the_other_is_told(project: ProjectDir) -> None:
@@ -381,3 +382,15 @@ def test_approving_too_late_is_refused_and_the_run_fails_closed(project: Project
     record = _approvals(project, run)[0]
     assert (record["decision"], record["decided_by"]) == ("timed-out", "orchestr")
     assert _runs(project)[0]["status"] == "failed" and _lines(project, "applied.txt") == []
+
+
+def test_a_hyphenated_step_id_reads_as_in_github_actions(project: ProjectDir) -> None:
+    _project(project)
+    path = project.root / "workflows/refunds.yaml"
+    path.write_text(path.read_text().replace("- id: draft\n", "- id: draft-refunds\n")
+                    .replace("needs: [draft]", "needs: [draft-refunds]").replace("steps.draft.", "steps.draft-refunds."))
+    run = _waiting_run(project)
+    assert _approvals(project, run)[0]["message"] == "Apply 2 refunds?"
+    path.write_text(path.read_text().replace("steps.draft-refunds.outputs", "steps.draft-refund.outputs"))
+    bad = project.cli("validate")
+    assert bad.exit_code == 2 and "unknown step 'draft-refund'" in bad.stderr

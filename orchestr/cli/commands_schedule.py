@@ -162,8 +162,7 @@ def status(
         waiting = ApprovalBook(store).open()
     finally:
         store.close()
-    # waiting approvals are listed; only one past its timeout unanswered is a problem
-    approval_lines, approval_problems = status_lines(waiting, now=at)
+    approval_lines, approval_problems = status_lines(waiting, now=at)  # only an overdue one is a problem
     problems += approval_problems
     healthy = all(h.ok for h in report) and not problems
     if format is Format.json:
