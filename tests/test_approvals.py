@@ -394,3 +394,22 @@ def test_a_hyphenated_step_id_reads_as_in_github_actions(project: ProjectDir) ->
     path.write_text(path.read_text().replace("steps.draft-refunds.outputs", "steps.draft-refund.outputs"))
     bad = project.cli("validate")
     assert bad.exit_code == 2 and "unknown step 'draft-refund'" in bad.stderr
+
+
+def test_a_decided_run_that_cannot_be_resumed_ends_failed_instead_of_waiting_forever(project: ProjectDir) -> None:
+    _project(project, schedule=SCHEDULE)
+    assert project.run("tick", "--now", "2026-11-24T08:15:01Z", "--wait").exit_code == 0
+    run = str(_runs(project)[0]["id"])
+    from orchestr.approvals.decide import decide
+    from orchestr.events import utc_now
+
+    store = Store(project.root / ".orchestr")
+    try:
+        decide(store, run, None, decision="approved", by="dana", comment=None, root=project.root, now=utc_now())
+    finally:
+        store.close()
+    path = project.root / "workflows/refunds.yaml"
+    path.write_text(path.read_text().replace("needs: [approve-refunds]", "needs: [approve-refundz]"))
+    assert project.run("tick", "--now", "2026-11-24T08:16:00Z", "--wait").exit_code == 1
+    assert _runs(project)[0]["status"] == "failed"
+    assert _slots(project)[0][1] == "failed" and _lines(project, "applied.txt") == []

@@ -13,13 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from orchestr.errors import ExitCode, OrchestrError
+from orchestr.errors import ExitCode, NotWaiting, OrchestrError
 from orchestr.events import EventSink, LogSink, Redactor, iso, utc_now
 from orchestr.lock import WorkflowLock
 from orchestr.project import Project
 from orchestr.scheduling.drain import SlotResult, drain, wait_for_turn
 from orchestr.steps.base import StepRunner
-from orchestr.store import Store
+from orchestr.store import RunRow, Store
 
 LOCK_FD_VAR = "ORCHESTR_LOCK_FD"
 Sinks = Callable[[], tuple[Sequence[EventSink], Sequence[LogSink]]]
@@ -80,8 +80,10 @@ def _resume_decided(project: Project, store: Store, lock: WorkflowLock, workflow
         event_sinks, log_sinks = sinks()
         try:
             result = resume_run(project, run, sinks=event_sinks, log_sinks=log_sinks, env=env, lock=lock, warn=say)
-        except OrchestrError as exc:
-            say(f"error: run {run.id} could not be resumed: {exc.format()}")
+        except NotWaiting:
+            continue  # someone else resumed it meanwhile
+        except OrchestrError as exc:  # e.g. the workflow is invalid now: the run ends, it cannot wait forever
+            results.append(_unresumable(project, store, run, exc.format(), say))
             continue
         outcome = slot_outcome(result.outcome.status)
         say(f"--- {workflow}: run {run.id} {outcome} (exit {int(result.outcome.exit_code)})")
@@ -139,6 +141,20 @@ def serve_slot(project: Project, store: Store, lock: WorkflowLock, workflow: str
     outcome = result.outcome
     say(f"--- {workflow}: slot {iso(slot)} {slot_outcome(outcome.status)} (exit {int(outcome.exit_code)})")
     return SlotResult(slot, slot_outcome(outcome.status), int(outcome.exit_code), stop=outcome.status == "cancelled")
+
+
+def _unresumable(project: Project, store: Store, run: RunRow, why: str, say: Callable[[str], None]) -> SlotResult:
+    """A decided run that cannot be resumed ends `failed`, and its slot with it (fail closed)."""
+    from orchestr.events import parse_iso
+
+    detail = f"run {run.id} could not be resumed after its approval: {why}"[:2000]
+    say(f"error: {detail}")
+    store.finish_run(run.id, status="failed", exit_code=ExitCode.FAILED, error=detail, tokens=run.tokens)
+    slot = parse_iso(run.slot) if run.slot else utc_now()
+    if run.slot:
+        store.settle_slot(run.workflow, slot, outcome="failed", run_id=run.id,
+                          detail=f"{detail} (log: {_shown(log_path(project, run.workflow), project.root)})")
+    return SlotResult(slot, "failed", ExitCode.FAILED)
 
 
 def _not_started(project: Project, store: Store, workflow: str, slot: datetime, why: str, code: int,
