@@ -46,7 +46,8 @@ class ApprovalRunner:
 
     def _ask(self, attempt: Attempt, spec: ApprovalSpec, *, number: int) -> ActionResult:
         try:
-            message = render_text(spec.message, attempt.scope)
+            # stored and shown to people: secrets are hidden as in events
+            message = attempt.bus.redactor.text(render_text(spec.message, attempt.scope))
         except ExpressionError as exc:
             return ActionResult("error", error=f"approval.message: {exc}", permanent=True)
         files: list[ShownFile] = []
