@@ -22,6 +22,7 @@ from orchestr.governed_passes import governance_writes, server_reach_covered, se
 from orchestr.graph import Ancestry, kahn_layers
 from orchestr.models import (
     AgentStep,
+    ApprovalStep,
     ExprCheck,
     ProjectConfig,
     Retry,
@@ -33,7 +34,7 @@ from orchestr.plan import Plan, PlannedStep, ResolvedAgent, StepId
 from orchestr.project import LoadedWorkflow
 from orchestr.reach import ServerReach, server_reach
 from orchestr.source import PathKey
-from orchestr.step_passes import attached_files, impossible_checks, scheduled_inputs
+from orchestr.step_passes import approval_steps, attached_files, impossible_checks, scheduled_inputs
 
 BUILTIN_TOOLS = ("read_file", "write_file", "list_files", "run_command", "http_request")
 BUILTIN_PROVIDERS = ("anthropic", "openai")
@@ -69,7 +70,7 @@ def compile_workflow(wf: LoadedWorkflow, tree: ContextTree, config: ProjectConfi
     problems += governance_writes(unit)
     problems += server_reach_covered(unit, contexts, lambda step, context: _permissions(unit, step, context))
     problems += _expressions(unit, upstream, contexts)
-    problems += [*_shell_source(unit), *attached_files(unit), *impossible_checks(unit)]
+    problems += [*_shell_source(unit), *attached_files(unit), *impossible_checks(unit), *approval_steps(unit)]
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ValidationFailed(problems)
@@ -285,6 +286,8 @@ def _expression_sites(step: Step, i: int) -> Iterator[tuple[PathKey, str, bool, 
         yield ("steps", i, "env", key), value, False, False
     if isinstance(step, AgentStep):
         yield ("steps", i, "prompt"), step.prompt, False, False
+    if isinstance(step, ApprovalStep):
+        yield ("steps", i, "approval", "message"), step.approval.message, False, False
     for j, check in enumerate(step.verify):
         if isinstance(check, ExprCheck):
             yield ("steps", i, "verify", j, "expr"), check.expr, True, True
@@ -515,6 +518,8 @@ def _resolved_agent(unit: Unit, step: AgentStep) -> ResolvedAgent:
 
 def _retry(unit: Unit, step: Step) -> Retry:
     retry = Retry()
+    if isinstance(step, ApprovalStep):  # a person is asked once; defaults do not make it ask again
+        return retry
     for layer in (unit.config.defaults.retry, unit.wf.spec.defaults.retry, step.retry):
         if layer is not None:
             retry = layer.merged_over(retry)
@@ -522,6 +527,8 @@ def _retry(unit: Unit, step: Step) -> Retry:
 
 
 def _timeout(unit: Unit, step: Step) -> timedelta | None:
+    if isinstance(step, ApprovalStep):
+        return step.approval.timeout  # how long a person has to decide (enforced by the approval itself)
     return step.timeout or unit.wf.spec.defaults.timeout or unit.config.defaults.timeout
 
 

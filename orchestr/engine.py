@@ -42,8 +42,10 @@ from orchestr.readiness import ReadyQueue, UpstreamIndex
 from orchestr.steps.base import ActionResult, Attempt, CheckResult, StepRunner, Usage
 from orchestr.verify import CheckContext, run_checks
 
-StepStatus = Literal["pending", "running", "succeeded", "failed", "unverified", "skipped", "cancelled"]
-AttemptKind = Literal["succeeded", "unverified", "error", "timeout", "cancelled"]
+# `waiting`: an approval step asked a person and the run stops there, to be resumed after the
+# decision (docs/approvals.md). It is not terminal: its dependents stay pending.
+StepStatus = Literal["pending", "running", "succeeded", "failed", "unverified", "skipped", "cancelled", "waiting"]
+AttemptKind = Literal["succeeded", "unverified", "error", "timeout", "cancelled", "waiting"]
 TERMINAL = ("succeeded", "failed", "unverified", "skipped", "cancelled")
 HEARTBEAT_SECONDS = 10.0
 
@@ -112,7 +114,7 @@ class AttemptOutcome:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    status: Literal["succeeded", "failed", "unverified", "cancelled", "timed-out"]
+    status: Literal["succeeded", "failed", "unverified", "cancelled", "timed-out", "waiting"]
     exit_code: int
     steps: Mapping[StepId, StepState]
     usage: Usage
@@ -210,7 +212,7 @@ class Engine:
         self.processes.stop_all()
         self._pool_wait()
         for step_id, state in self.states.items():
-            if state.status in ("pending", "running"):
+            if state.status in ("pending", "running", "waiting"):
                 state.status, state.reason = "cancelled", self._cancel_text()
                 self._save_step(step_id, state)
 
@@ -345,7 +347,7 @@ class Engine:
             return False
         # A permanent error (a wrong model name, an expression that cannot be evaluated, a check
         # whose own configuration is broken) fails the same way every time: one attempt.
-        if outcome.result.permanent or any(c.permanent and not c.passed for c in outcome.checks):
+        if outcome.kind == "waiting" or outcome.result.permanent or any(c.permanent and not c.passed for c in outcome.checks):
             return False
         mapped = {"error": "error", "timeout": "timeout", "unverified": "unverified"}.get(outcome.kind)
         return mapped is not None and mapped in step.retry.on
@@ -417,10 +419,10 @@ class Engine:
         return checks
 
     def _settle(self, step: PlannedStep, state: StepState, outcome: AttemptOutcome) -> None:
-        status: StepStatus = {"succeeded": "succeeded", "unverified": "unverified", "cancelled": "cancelled"}.get(
-            outcome.kind, "failed")  # type: ignore[assignment]
+        status: StepStatus = {"succeeded": "succeeded", "unverified": "unverified", "cancelled": "cancelled",
+                              "waiting": "waiting"}.get(outcome.kind, "failed")  # type: ignore[assignment]
         reason = None if status == "succeeded" else _reason(outcome)
-        if self.cancel.is_set() and status in ("succeeded", "cancelled"):
+        if self.cancel.is_set() and status in ("succeeded", "cancelled", "waiting"):
             # The run was stopped while this step was in flight: whatever it returned, it did not
             # finish inside the run (a deadline's step is never `succeeded`).
             status, reason = "cancelled", self._cancel_text()
@@ -476,6 +478,8 @@ class Engine:
             return RunOutcome("timed-out", ExitCode.FAILED, self.states, usage)
         if self.cancel.is_set():
             return RunOutcome("cancelled", ExitCode.CANCELLED, self.states, usage)
+        if any(st.status == "waiting" for st in states):  # unfinished: the decision decides the verdict
+            return RunOutcome("waiting", ExitCode.WAITING, self.states, usage)
         blocking = [
             (sid, st) for sid, st in self.states.items()
             if st.status in ("failed", "cancelled") and not self.plan.steps[sid].spec.continue_on_error

@@ -5,7 +5,9 @@
      ├── UsageError               2  a bad command line (unknown workflow, bad -i value, ...)
      ├── ConfigurationError       2  something missing before anything runs (an API key, ...)
      ├── StateError               1  the state store is unusable (corrupt, locked, read-only)
-     └── Busy                     75 another run holds the workflow's lock
+     ├── Busy                     75 another run holds the workflow's lock (or waits for an approval)
+     ├── ApprovalRefused          1  a decision that cannot be recorded (decided already, content changed)
+     └── NotWaiting               0  a decided run was resumed by another process first (nothing to do)
 
 Real bugs are not OrchestrError and keep their traceback.
 """
@@ -22,6 +24,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     INVALID = 2
     UNVERIFIED = 3
+    WAITING = 4  # the run stopped at an approval step; it holds no process (docs/approvals.md)
     BUSY = 75
     CANCELLED = 130
 
@@ -108,6 +111,16 @@ class StateError(OrchestrError):
 
 class Busy(OrchestrError):
     exit_code = ExitCode.BUSY
+
+
+class ApprovalRefused(OrchestrError):
+    exit_code = ExitCode.FAILED
+
+
+class NotWaiting(OrchestrError):
+    """The run is no longer waiting: someone else resumed it; the caller has nothing left to do."""
+
+    exit_code = ExitCode.OK
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:

@@ -22,6 +22,8 @@ EventKind = Literal[
     "step.retry",
     "step.finished",
     "run.finished",
+    "approval.requested",
+    "approval.decided",
 ]
 REDACTED = "***"
 

@@ -15,7 +15,7 @@ from orchestr.plan import Plan
 def junit_xml(plan: Plan, run_id: str, outcome: RunOutcome) -> bytes:
     states = outcome.steps
     failures = sum(1 for s in states.values() if s.status in ("failed", "unverified", "cancelled"))
-    skipped = sum(1 for s in states.values() if s.status in ("skipped", "pending"))
+    skipped = sum(1 for s in states.values() if s.status in ("skipped", "pending", "waiting"))
     total_time = sum(s.duration for s in states.values())
     suites = ET.Element("testsuites", name="orchestr", tests=str(len(states)), failures=str(failures),
                         errors="0", skipped=str(skipped), time=f"{total_time:.3f}")
@@ -29,7 +29,7 @@ def junit_xml(plan: Plan, run_id: str, outcome: RunOutcome) -> bytes:
                                     type=state.status)
             failure.text = "\n".join(f"{c.check} {c.target}: {'passed' if c.passed else 'FAILED'} - {c.detail}"
                                      for c in state.verification) or (state.reason or "")
-        elif state.status in ("skipped", "pending"):
+        elif state.status in ("skipped", "pending", "waiting"):  # waiting: not decided yet
             ET.SubElement(case, "skipped", message=state.reason or "not run")
     ET.indent(suites)
     return bytes(ET.tostring(suites, encoding="utf-8", xml_declaration=True))

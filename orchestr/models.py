@@ -376,20 +376,38 @@ class AgentStep(StepBase):
     max_turns: int | None = Field(default=None, ge=1, le=500)
 
 
+class ApprovalSpec(Strict):
+    """A person decides (see docs/approvals.md); nothing grants itself, so the timeout fails the step."""
+
+    message: str = Field(min_length=1)
+    show: Annotated[tuple[str, ...], BeforeValidator(_one_or_many)] = ()
+    timeout: PositiveDuration = timedelta(hours=24)
+    notify: str | None = Field(default=None, min_length=1)
+
+
+class ApprovalStep(StepBase):
+    approval: ApprovalSpec
+
+
+STEP_KEYS = {"run": "shell", "agent": "agent", "approval": "approval"}
+
+
 def _step_kind(value: object) -> str | None:
     if isinstance(value, ShellStep):
         return "shell"
     if isinstance(value, AgentStep):
         return "agent"
+    if isinstance(value, ApprovalStep):
+        return "approval"
     if isinstance(value, dict):
-        has_run, has_agent = "run" in value, "agent" in value
-        if has_run != has_agent:
-            return "shell" if has_run else "agent"
+        kinds = [kind for key, kind in STEP_KEYS.items() if key in value]
+        return kinds[0] if len(kinds) == 1 else None
     return None
 
 
 Step: TypeAlias = Annotated[
-    Annotated[ShellStep, Tag("shell")] | Annotated[AgentStep, Tag("agent")],
+    Annotated[ShellStep, Tag("shell")] | Annotated[AgentStep, Tag("agent")]
+    | Annotated[ApprovalStep, Tag("approval")],
     Discriminator(_step_kind),
 ]
 

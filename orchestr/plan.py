@@ -9,12 +9,20 @@ from pathlib import Path
 from typing import Literal, NewType
 
 from orchestr.context import ResolvedContext
-from orchestr.models import AgentSpec, AgentStep, Budget, Retry, ShellStep, WorkflowSpec
+from orchestr.models import (
+    AgentSpec,
+    AgentStep,
+    ApprovalStep,
+    Budget,
+    Retry,
+    ShellStep,
+    WorkflowSpec,
+)
 from orchestr.permissions import EffectivePermissions
 from orchestr.reach import ServerReach
 
 StepId = NewType("StepId", str)
-StepKind = Literal["shell", "agent"]
+StepKind = Literal["shell", "agent", "approval"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,7 @@ class ResolvedAgent:
 @dataclass(frozen=True)
 class PlannedStep:
     id: StepId
-    spec: ShellStep | AgentStep
+    spec: ShellStep | AgentStep | ApprovalStep
     needs: tuple[StepId, ...]
     layer: int
     retry: Retry
@@ -42,7 +50,9 @@ class PlannedStep:
 
     @property
     def kind(self) -> StepKind:
-        return "agent" if isinstance(self.spec, AgentStep) else "shell"
+        if isinstance(self.spec, AgentStep):
+            return "agent"
+        return "approval" if isinstance(self.spec, ApprovalStep) else "shell"
 
     @property
     def condition(self) -> str | None:

@@ -17,7 +17,7 @@ def _node_id(step_id: str) -> str:
 
 
 def _label(step: PlannedStep, *, newline: str) -> str:
-    detail = step.agent.name if step.agent else "shell"
+    detail = step.agent.name if step.agent else ("approval" if step.kind == "approval" else "shell")
     label = f"{step.id} ({detail})"
     return label if step.condition is None else f"{label}{newline}if: {step.condition}"
 
@@ -32,7 +32,7 @@ def _runs_on_trouble(step: PlannedStep) -> bool:
 def to_mermaid(plan: Plan) -> str:
     lines = ["flowchart TD"]
     for step in plan.steps.values():
-        shape = ("[[", "]]") if step.kind == "agent" else ("[", "]")
+        shape = {"agent": ("[[", "]]"), "approval": ("{{", "}}")}.get(step.kind, ("[", "]"))
         label = _label(step, newline="\n")
         label = label.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;").replace("\n", "<br/>")
         lines.append(f'    {_node_id(step.id)}{shape[0]}"{label}"{shape[1]}')
@@ -46,7 +46,7 @@ def to_mermaid(plan: Plan) -> str:
 def to_dot(plan: Plan) -> str:
     lines = [f"digraph {json.dumps(plan.workflow)} {{", "    rankdir=LR;", "    node [shape=box];"]
     for step in plan.steps.values():
-        shape = ", style=rounded" if step.kind == "agent" else ""
+        shape = {"agent": ", style=rounded", "approval": ", shape=hexagon"}.get(step.kind, "")
         lines.append(f"    {json.dumps(step.id)} [label={json.dumps(_label(step, newline=chr(10)))}{shape}];")
     for step in plan.steps.values():
         edge = " [style=dashed]" if _runs_on_trouble(step) else ""
@@ -87,7 +87,14 @@ def _step_json(step: PlannedStep) -> dict[str, object]:
         "timeout": format_duration(step.timeout) if step.timeout else None,
         "retry": _model_json(step.retry),
         "verify": [check_kind(c) for c in step.spec.verify],
+        "approval": _approval_json(step),
     }
+
+
+def _approval_json(step: PlannedStep) -> dict[str, object] | None:
+    from orchestr.models import ApprovalStep
+
+    return _model_json(step.spec.approval) if isinstance(step.spec, ApprovalStep) else None
 
 
 def _model_json(model: BaseModel) -> dict[str, object]:

@@ -64,7 +64,10 @@ def run_detail(store: Store, row: RunRow) -> dict[str, Any]:
             attempt["model_calls"] = [_model_call(e) for e in events if e["event"] == "model.call"
                                       and e.get("step") == step["step_id"] and e.get("attempt") == attempt["attempt"]]
         steps.append(step)
-    return {**run_summary(row), "steps": steps, "events": events}
+    from orchestr.approvals.records import ApprovalBook
+
+    approvals = [r.to_json() for r in ApprovalBook(store).of_run(row.id)]
+    return {**run_summary(row), "steps": steps, "events": events, "approvals": approvals}
 
 
 def _model_call(event: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +92,17 @@ def run_tree(detail: dict[str, Any]) -> Tree:
                                         f"  {step['attempts']} attempt(s)", f"  {step['reason']}" if step.get("reason") else ""))
         for attempt in step["attempt_records"]:
             _add_attempt(branch, attempt)
+        for approval in (a for a in detail.get("approvals", []) if a["step"] == step["step_id"]):
+            _add_approval(branch, approval)
     return tree
+
+
+def _add_approval(branch: Tree, approval: dict[str, Any]) -> None:
+    """Who was asked what, and who decided and why (or that nobody has yet)."""
+    decided = (f"{approval['decision']} by {approval['decided_by']} at {approval['decided_at']}"
+               + (f": {approval['comment']}" if approval.get("comment") else "")) if approval["decision"] else "waiting"
+    branch.add(Text(f"approval {approval['request']}: asked {approval['message']!r} at {approval['requested_at']}"
+                    f" -> {decided}", style="blue" if not approval["decision"] else ""))
 
 
 def _add_attempt(branch: Tree, attempt: dict[str, Any]) -> None:

@@ -91,12 +91,26 @@ def _needed(columns: tuple[str, ...], longest: dict[str, int], unbroken: tuple[s
 
 
 def _plan_row(step: PlannedStep) -> tuple[str | Text, ...]:
-    agent = f"{step.agent.name}\n{step.agent.model}" if step.agent else "-"
+    agent = f"{step.agent.name}\n{step.agent.model}" if step.agent else _approval_cell(step)
     timeout = f"timeout {format_duration(step.timeout)}" if step.timeout else "no timeout"
     checks = "\n".join(_check_name(c) for c in step.spec.verify) or "-"
     about = f"{step.id}\n{step.kind} · layer {step.layer}\n{timeout} · x{step.retry.attempts}"
     return (about, ", ".join(step.needs) or "-", _condition_cell(step),
             step.context.id if step.context else "-", agent, _permissions_cell(step), checks)
+
+
+def _approval_cell(step: PlannedStep) -> str:
+    """An approval step: what a person is asked and shown, and how long they have."""
+    from orchestr.models import ApprovalStep
+
+    if not isinstance(step.spec, ApprovalStep):
+        return "-"
+    approval = step.spec.approval
+    lines = [f"asks: {approval.message}", *(f"shows: {name}" for name in approval.show),
+             f"decide within {format_duration(approval.timeout)}"]
+    if approval.notify:
+        lines.append(f"notify: {approval.notify.strip().splitlines()[0]}")
+    return "\n".join(lines)
 
 
 def _condition_cell(step: PlannedStep) -> Text:

@@ -42,6 +42,7 @@ class RunRequest:
     allow: Sequence[str] = ()
     queue: bool = False  # wait for the workflow's lock instead of exiting busy (overlap: queue)
     deadline: float | None = None  # seconds; stop the run after it (scheduled runs)
+    only_if_waiting: bool = False  # resume only a run still `waiting` once the lock is ours (approve, tick)
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     say: Callable[[str], None] = field(default=lambda line: _say_on_stderr(line))  # notices (a swept leftover)
     control: RunControl | None = None  # how a signal handler stops this run
@@ -263,6 +264,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
     output_sink = RunOutputSink(output_path(project.state_dir, run_id))
     work_dir = work_folder(project.state_dir, run_id)
     try:
+        _check_not_waiting(store, plan.workflow, run_id, request)
         if request.resume:
             prior = _prior(store, run_id)
             store.reopen_run(run_id)
@@ -270,6 +272,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             store.create_run(run_id=run_id, workflow=plan.workflow, trigger=request.trigger,
                              inputs=redactor.value(inputs),  # type: ignore[arg-type]
                              options=_options(request), slot=slot)
+        runners = {**runners, **_approval_runners(project, plan, store, run_id, fresh=not request.resume)}
         bus = EventBus(run=run_id, workflow=plan.workflow,
                        redactor=redactor,
                        sinks=[StoreSink(store), *([events_sink] if events_sink else []), *sinks,
@@ -284,7 +287,7 @@ def _execute(project: Project, plan: Plan, request: RunRequest, store: Store, ru
             outcome = engine.run(inputs, prior=prior)
         store.finish_run(run_id, status=outcome.status, exit_code=outcome.exit_code,
                          error=_first_reason(outcome), tokens=outcome.usage.to_json())
-        if slot:  # a scheduled run, or a resumed one: its slot gets the run's outcome
+        if slot and outcome.status != "waiting":  # a scheduled run's slot settles when the run finally ends
             store.settle_slot(plan.workflow, parse_iso(slot), outcome=slot_outcome(outcome.status), run_id=run_id,
                               detail=_first_reason(outcome))
     finally:
@@ -315,8 +318,39 @@ def _say_on_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _check_not_waiting(store: Store, workflow: str, run_id: str, request: RunRequest) -> None:
+    """A run waiting for an approval holds no process, yet the workflow is busy until it ends.
+
+    Checked once the workflow's lock is ours, so no other run can start or resume in between.
+    """
+    from orchestr.approvals.records import waiting_runs
+    from orchestr.errors import Busy, NotWaiting
+
+    if request.only_if_waiting:
+        row = store.run(run_id)
+        if row is None or row.status != "waiting":
+            raise NotWaiting(f"run {run_id} is no longer waiting (now {row.effective_status if row else 'gone'}): "
+                             "another process resumed it")
+    others = [r for r in waiting_runs(store, workflow) if r.id != run_id]
+    if others:
+        raise Busy(f"workflow '{workflow}' is busy: run {others[0].id} is waiting for an approval "
+                   f"(see `orchestr approvals show {others[0].id}`; approve or reject it first)")
+
+
+def _approval_runners(project: Project, plan: Plan, store: Store, run_id: str, *, fresh: bool) -> dict[str, StepRunner]:
+    if not any(step.kind == "approval" for step in plan.steps.values()):
+        return {}
+    from orchestr.approvals.files import snapshot_baseline
+    from orchestr.approvals.records import ApprovalBook
+    from orchestr.approvals.step import ApprovalRunner
+
+    if fresh:  # what the `show` files held before this run, for `approvals show` to diff against
+        snapshot_baseline(plan, project.root, project.state_dir / "runs" / run_id)
+    return {"approval": ApprovalRunner(ApprovalBook(store))}
+
+
 OUTCOME_BY_STATUS = {"succeeded": "ran", "failed": "failed", "unverified": "unverified", "cancelled": "failed",
-                     "timed-out": "timed-out"}
+                     "timed-out": "timed-out", "waiting": "waiting"}  # waiting: not an outcome, never settled
 
 
 def slot_outcome(status: str) -> str:

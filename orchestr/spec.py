@@ -242,17 +242,21 @@ def _tag_problem(doc: Document, path: PathKey, value: object) -> Diagnostic:
 
 def _step_problem(doc: Document, path: PathKey, value: object) -> Diagnostic:
     where = _dotted(path)
+    keys = ("run", "agent", "approval")
     if not isinstance(value, dict):
-        return Diagnostic(doc.span(path), f"{where}: expected a step (a mapping with `id:` and `run:` or `agent:`), "
-                          f"got {_got(value)}", hint="write `- id: NAME` and, below it, `run: COMMAND`")
-    if "run" in value and "agent" in value:
-        return Diagnostic(doc.span(path), f"{where}: a step has either `run:` or `agent:`, not both",
-                          hint="split it into two steps: a shell step with run:, an agent step with agent:")
-    close = [hint for k in value if k not in ("run", "agent") and (hint := did_you_mean(str(k), ("run", "agent")))]
+        return Diagnostic(doc.span(path), f"{where}: expected a step (a mapping with `id:` and `run:`, `agent:` "
+                          f"or `approval:`), got {_got(value)}", hint="write `- id: NAME` and, below it, `run: COMMAND`")
+    present = [k for k in keys if k in value]
+    if len(present) > 1:
+        return Diagnostic(doc.span(path), f"{where}: a step has one of `run:`, `agent:` or `approval:`, "
+                          f"not {' and '.join(f'`{k}:`' for k in present)}",
+                          hint="split it into one step per kind, joined by `needs:`")
+    close = [hint for k in value if k not in keys and (hint := did_you_mean(str(k), keys))]
     return Diagnostic(
         doc.span(path),
-        f"{where}: a step needs `run:` (a shell step) or `agent:` (an agent step)" + (f"; {close[0]}" if close else ""),
-        hint="add `run: COMMAND`, or `agent: NAME` and `prompt: ...`",
+        f"{where}: a step needs `run:` (a shell step), `agent:` (an agent step) or `approval:` (a person decides)"
+        + (f"; {close[0]}" if close else ""),
+        hint="add `run: COMMAND`, or `agent: NAME` and `prompt: ...`, or `approval: {message: ...}`",
     )
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from orchestr.context import project_file_problem
 from orchestr.errors import Diagnostic
-from orchestr.models import AgentStep, ExitCodeCheck, ShellStep, ToolCalledCheck
+from orchestr.expressions import find
+from orchestr.models import AgentStep, ApprovalStep, ExitCodeCheck, ShellStep, ToolCalledCheck
 
 if TYPE_CHECKING:
     from orchestr.compiler import Unit
@@ -87,3 +88,25 @@ def scheduled_inputs(unit: Unit) -> Iterator[Diagnostic]:
                 hint=f"give it a default, e.g. {name}: {{ default: ... }} (`orchestr run -i {name}=VALUE` still "
                 "overrides it), or move the schedule to a workflow that needs no inputs",
             )
+
+
+def approval_steps(unit: Unit) -> Iterator[Diagnostic]:
+    """`show:` files inside the project; `notify:` is shell source; the step's own `timeout`/`retry`
+    would mean something else than the approval's (a person is asked once, for `approval.timeout`)."""
+    for i, step in enumerate(unit.steps):
+        if not isinstance(step, ApprovalStep):
+            continue
+        for j, name in enumerate(step.approval.show):
+            problem = project_file_problem(unit.tree.root, name, unit.span(("steps", i, "approval", "show", j)),
+                                           must_exist=False)
+            if problem is not None:
+                yield problem
+        notify = step.approval.notify
+        if notify is not None and find(notify):
+            yield Diagnostic(unit.span(("steps", i, "approval", "notify")),
+                             "`${{ }}` inside notify: would put a value into shell source",
+                             hint="read $ORCHESTR_APPROVAL_MESSAGE and $ORCHESTR_APPROVE_COMMAND in the command instead")
+        for key, fix in (("timeout", "set `approval.timeout:` (how long a person has to decide)"),
+                         ("retry", "remove it: a person is asked once, and a rejection is final")):
+            if key in step.model_fields_set:
+                yield Diagnostic(unit.span(("steps", i, key)), f"an approval step has no `{key}:`", hint=fix)

@@ -163,23 +163,44 @@ def tick_workflow(project: Project, store: Store, workflow: LoadedWorkflow, *, n
             settle_orphans(store, name, now=now, window=schedule.catchup_window)
         else:
             report.stopped += stop_overdue(store, lock, schedule, now)
+        # A run stopped at an approval holds no process but keeps the workflow busy (approvals/).
+        approvals = _approvals(store, name, now=now)
         ledger = store.last_tick(name)
         last = parse_iso(ledger[1]) if ledger else None
         claimed = store.claimed_slots(name, since=ledger_start(now, last))
-        decisions = plan_tick(schedule, now=now, last_tick=last, claimed=claimed, running=not free)
+        decisions = plan_tick(schedule, now=now, last_tick=last, claimed=claimed,
+                              running=not free or approvals is not None)
         won = set(store.claim_slots(name, [(d.slot, d.action, SKIP_OUTCOMES.get(d.action)) for d in decisions],
                                     claimed_by=claimer, now=now))
         ours = [d for d in decisions if d.slot in won]
-        pid = _start_drainer(project, store, name, lock if free else None, launcher, report)
+        pid = None
+        if approvals is None or (approvals and free):  # nothing waits, or a decided run is to be resumed
+            pid = _start_drainer(project, store, name, lock if free else None, launcher, report,
+                                 resume=bool(approvals))
         return [SlotAction(name, d.slot, d.action, SKIP_OUTCOMES.get(d.action),
                            None if d.action in SKIP_OUTCOMES else pid) for d in ours]
 
 
+def _approvals(store: Store, workflow: str, *, now: datetime) -> list[str] | None:
+    """None when no run of the workflow waits for an approval; else the waiting runs ready to resume
+    (decided, or timed out at the tick's `now`, which is recorded first), possibly none."""
+    from orchestr.approvals.records import ApprovalBook, waiting_runs
+
+    if not waiting_runs(store, workflow):
+        return None
+    from orchestr.approvals.resume import expire_overdue, resumable_runs
+
+    expire_overdue(ApprovalBook(store), workflow, now=now)
+    ready, _ = resumable_runs(store, workflow)
+    return [run.id for run in ready]
+
+
 def _start_drainer(project: Project, store: Store, workflow: str, lock: Lock | None, launcher: Launcher,
-                   report: TickReport) -> int | None:
-    """One drainer when slots are owed: with our lock, or waiting for it (unless one already waits)."""
+                   report: TickReport, *, resume: bool = False) -> int | None:
+    """One drainer when slots are owed (or a decided run is to be resumed): with our lock, or
+    waiting for it (unless one already waits)."""
     owed = [r for r in store.owed_slots(workflow) if not r["run_id"]]
-    if not owed:
+    if not owed and not resume:
         return None
     if lock is None and store.lock(workflow, suffix="waiter").holder() is not None:
         return None  # a drainer already waits for the lock; it serves these slots too

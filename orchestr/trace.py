@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from orchestr.plan import Plan
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "unverified": "yellow", "skipped": "dim",
-                "cancelled": "magenta", "pending": "dim", "running": "cyan"}
-STATUS_MARK = {"succeeded": "✓", "failed": "✗", "unverified": "!", "skipped": "-", "cancelled": "⊘"}
+                "cancelled": "magenta", "pending": "dim", "running": "cyan", "waiting": "blue"}
+STATUS_MARK = {"succeeded": "✓", "failed": "✗", "unverified": "!", "skipped": "-", "cancelled": "⊘", "waiting": "⏸"}
 
 
 def _short(value: object, limit: int = 60) -> str:
@@ -65,6 +65,9 @@ def describe(event: Event) -> Text | None:
         if d.get("reason"):
             line.append(f": {_short(d.get('reason'), 200)}")
         return line
+    if event.event == "approval.requested":
+        return Text.assemble(("⏸ ", "blue"), (step, "bold"), " asks: ", _short(d.get("message"), 120),
+                             f" · until {d.get('expires_at')} · {d.get('approve')}")
     if event.event == "run.finished":
         status = str(d.get("status"))
         return Text.assemble(("run ", "bold"), (status, "bold " + STATUS_STYLE.get(status, "")),
@@ -184,6 +187,8 @@ def _summary_table(plan: Plan, run_id: str, outcome: RunOutcome, rows: Sequence[
     usage = outcome.usage
     table.caption = f"{outcome.status} (exit {outcome.exit_code})" + (
         f" · tokens in {usage.input} out {usage.output} cached {usage.cached}" if usage.total else "")
+    if outcome.status == "waiting":
+        table.caption += f"\nwaiting for a person: `orchestr approvals show {run_id}`, then `orchestr approve {run_id}`"
     return table
 
 

@@ -27,7 +27,7 @@ from tests.demo_recording import (
 )
 from tests.fakeapi import FakeLLMServer, ReceivedRequest, Reply, ToolCall
 
-WORKFLOWS = ("hello", "onboarding", "pipeline-report", "support-triage")
+WORKFLOWS = ("hello", "onboarding", "pipeline-report", "support-refunds", "support-triage")
 SCHEMA_LINE = re.compile(r"^# yaml-language-server: \$schema=(\S+)$")
 # No key and nowhere to connect to: a replay that tried the network would fail loudly.
 OFFLINE = {"ANTHROPIC_API_KEY": "", "OPENAI_API_KEY": "", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9",
@@ -199,5 +199,5 @@ def test_the_committed_lock_matches_the_example_project(example: ProjectDir) -> 
     shutil.copyfile(REPO / "orchestr.lock", example.root / "orchestr.lock")
     checked = example.cli("lock", "--check")
     assert checked.exit_code == 0, f"{checked.output}\norchestr.lock is stale: run `orchestr lock` at the repo root"
-    assert "4 agent steps" in checked.stdout
+    assert "5 agent steps" in checked.stdout
     assert example.cli("run", "hello").stderr.count("orchestr.lock") == 0

@@ -9,6 +9,7 @@ import typer
 
 from orchestr import __version__
 from orchestr.cli import (
+    commands_approvals,
     commands_context,
     commands_impact,
     commands_init,
@@ -70,6 +71,7 @@ commands_impact.register(app)
 commands_lock.register(app)
 commands_logs.register(app)
 completion.register(app)
+commands_approvals.register(app)
 
 
 def main() -> None:

@@ -152,16 +152,26 @@ def status(
     assert isinstance(grace_td, timedelta)
     proj = project()
     workflows, problems = scheduled_workflows(proj)
-    store = open_store(proj, read_only=True)
+    from orchestr.approvals.records import ApprovalBook
+    from orchestr.approvals.views import status_lines
+
+    store = open_store(proj)
+    at = parse_now(now)
     try:
-        report = [check_workflow(store, wf, now=parse_now(now), grace=grace_td) for wf in workflows]
+        report = [check_workflow(store, wf, now=at, grace=grace_td) for wf in workflows]
+        waiting = ApprovalBook(store).open()
     finally:
         store.close()
+    approval_lines, approval_problems = status_lines(waiting, now=at)  # only an overdue one is a problem
+    problems += approval_problems
     healthy = all(h.ok for h in report) and not problems
     if format is Format.json:
-        print_json({"ok": healthy, "workflows": [h.to_json() for h in report], "problems": problems})
+        print_json({"ok": healthy, "workflows": [h.to_json() for h in report], "problems": problems,
+                    "approvals": [r.to_json() for r in waiting]})
     else:
         console().print(health_table(report))
+        for line in approval_lines:
+            typer.echo(line)
         for problem in problems:
             typer.echo(problem, err=True)
     raise typer.Exit(ExitCode.OK if healthy else ExitCode.FAILED)

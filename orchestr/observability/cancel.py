@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from orchestr.errors import StateError, UsageError
-from orchestr.lock import WorkflowLock, process_start
+from orchestr.lock import process_start
 from orchestr.store import RunRow, Store
 
 POLL_SECONDS = 0.2
@@ -31,7 +31,7 @@ def verified_pid(store: Store, row: RunRow) -> int:
     if row.effective_status != "running" or row.pid is None:
         raise UsageError(f"run {row.id} is not running: its process is gone (crashed); "
                          f"resume it with `orchestr run {row.workflow} --resume {row.id}`")
-    holder = WorkflowLock(store.state_dir, row.workflow).holder() or {}
+    holder = store.lock(row.workflow).holder() or {}
     start = process_start(row.pid)
     if holder.get("run") != row.id or holder.get("pid") != row.pid or start is None or holder.get("start") != start:
         raise StateError(f"pid {row.pid} is not proven to be run {row.id}'s process (the lock of workflow "

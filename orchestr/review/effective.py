@@ -18,7 +18,14 @@ from pathlib import Path
 
 from orchestr.context import MAX_FILE_BYTES, ResolvedContext, render_context
 from orchestr.expressions import ExpressionError, find, references
-from orchestr.models import AgentStep, McpServerSpec, ProjectConfig, ShellStep
+from orchestr.models import (
+    AgentStep,
+    ApprovalStep,
+    McpServerSpec,
+    ProjectConfig,
+    ShellStep,
+    format_duration,
+)
 from orchestr.permissions import (
     DENY_WHEN_UNSET,
     KEYS,
@@ -88,6 +95,8 @@ def effective_steps(plan: Plan, config: ProjectConfig) -> Iterator[EffectiveStep
     for step in plan.steps.values():
         if isinstance(step.spec, AgentStep):
             yield _agent_step(plan, step, step.spec, config, rendered)
+        elif isinstance(step.spec, ApprovalStep):
+            yield _approval_step(plan, step, step.spec)
         else:
             yield _shell_step(plan, step, step.spec)
 
@@ -114,6 +123,19 @@ def _shell_step(plan: Plan, step: PlannedStep, spec: ShellStep) -> EffectiveStep
         context=step.context.id if step.context else None, chain=_chain(step.context),
         prompt="", model=None, tools=(), permissions={}, servers=(), verify=_checks(step),
         command=shell_text(spec, step.context),
+    )
+
+
+def _approval_step(plan: Plan, step: PlannedStep, spec: ApprovalStep) -> EffectiveStep:
+    """What a person is asked and shown (its `command` aspect, for `impact`)."""
+    approval = spec.approval
+    lines = [f"approval: {approval.message.strip()}", *(f"show: {name}" for name in approval.show),
+             f"timeout: {format_duration(approval.timeout)}", *([f"notify: {approval.notify}"] if approval.notify else [])]
+    return EffectiveStep(
+        workflow=plan.workflow, step=step.id, kind="approval",
+        context=step.context.id if step.context else None, chain=_chain(step.context),
+        prompt="", model=None, tools=(), permissions={}, servers=(), verify=_checks(step),
+        command="\n".join(lines) + "\n",
     )
 
 

@@ -33,8 +33,8 @@ def _what(change: StepChange) -> str:
 
 def _facts(change: StepChange) -> list[str]:
     step = change.current
-    if step.kind == "shell":
-        return ["shell step"]
+    if step.kind in ("shell", "approval"):
+        return [f"{step.kind} step"]
     facts = [f"model {step.model}", f"tools {', '.join(step.tools) or '(none)'}"]
     if step.context:
         facts.append(f"context {step.context}")

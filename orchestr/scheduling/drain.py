@@ -27,9 +27,14 @@ Clock = Callable[[], datetime]
 @dataclass(frozen=True)
 class SlotResult:
     slot: datetime
-    outcome: str  # ran | failed | unverified | timed-out
+    outcome: str  # ran | failed | unverified | timed-out | waiting (stopped at an approval; not settled yet)
     exit_code: int
     stop: bool = False  # the drainer was told to stop (SIGTERM, Ctrl-C): the rest wait for a tick
+
+    @property
+    def holds_workflow(self) -> bool:
+        """The drain stops here: told to, or the run waits for an approval (the workflow stays busy)."""
+        return self.stop or self.outcome == "waiting"
 
 
 SlotServer = Callable[[datetime, str], SlotResult]  # (slot, run id) -> how it went; settles the slot
@@ -53,6 +58,8 @@ def settle_orphans(store: Store, workflow: str, *, now: datetime, window: timede
         slot, run_id = parse_iso(str(row["slot"])), row["run_id"]
         if run_id:
             run = store.run(str(run_id))
+            if run is not None and run.status == "waiting":
+                continue  # stopped at an approval: its slot settles when the resumed run ends
             if run is not None and run.status != "running":  # finished (e.g. resumed by hand)
                 store.settle_slot(workflow, slot, outcome=run_outcome_of(run.status), detail=run.error)
             else:
@@ -83,7 +90,7 @@ def drain(store: Store, lock: Lock, workflow: str, *, serve: SlotServer,
             continue
         result = serve(slot, run_id)
         results.append(result)
-        if result.stop:
+        if result.holds_workflow:
             return results
 
 

@@ -14,12 +14,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestr.errors import ExitCode, OrchestrError
+from orchestr.errors import ExitCode, NotWaiting, OrchestrError
 from orchestr.events import EventSink, LogSink, Redactor, iso, utc_now
 from orchestr.project import Project
 from orchestr.scheduling.drain import SlotResult, drain, wait_for_turn
 from orchestr.steps.base import StepRunner
-from orchestr.store import Lock, Store, open_store
+from orchestr.store import Lock, RunRow, Store, open_store
 
 if TYPE_CHECKING:
     from orchestr.runner import RunControl
@@ -44,17 +44,53 @@ def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mappin
         if not lock.adopt_from(env, "drainer") and not wait_for_turn(store, lock, workflow, deadline=deadline, clock=utc_now, waiter_id=waiter_id):
             return ExitCode.OK  # another process served (or is serving) every owed slot
 
+        resumed = _resume_decided(project, store, lock, workflow, sinks=sinks, env=env, say=say)
+        if resumed is None:
+            return ExitCode.OK  # a run waits for a person: the owed slots wait with it
+
         def serve(slot_at: datetime, run_id: str) -> SlotResult:
             return serve_slot(project, store, lock, workflow, slot=slot_at, run_id=run_id, sinks=sinks,
                               env=env, say=say, control=control)
 
-        results = drain(store, lock, workflow, serve=serve, new_run_id=lambda: new_run_id(utc_now()))
+        results = [*resumed, *drain(store, lock, workflow, serve=serve, new_run_id=lambda: new_run_id(utc_now()))]
     finally:
         lock.release()
         store.close()
     if any(r.stop for r in results):
         return ExitCode.CANCELLED
-    return ExitCode.OK if all(r.outcome == "ran" for r in results) else ExitCode.FAILED
+    return ExitCode.OK if all(r.outcome in ("ran", "waiting") for r in results) else ExitCode.FAILED
+
+
+def _resume_decided(project: Project, store: Store, lock: Lock, workflow: str, *, sinks: Sinks,
+                    env: Mapping[str, str], say: Callable[[str], None]) -> list[SlotResult] | None:
+    """Resume the runs whose approval was decided; None when a run still waits (the drain stops).
+
+    A run stopped at an approval keeps the workflow busy (docs/approvals.md), so slots are served
+    only once no run waits any more.
+    """
+    from orchestr.approvals.resume import resumable_runs, resume_run
+    from orchestr.events import parse_iso
+    from orchestr.runner import slot_outcome
+
+    ready, blocked = resumable_runs(store, workflow)
+    results = []
+    for run in ready:
+        say(f"--- {iso(utc_now())} {workflow}: resuming run {run.id} after its approval was decided")
+        event_sinks, log_sinks = sinks()
+        try:
+            result = resume_run(project, run, sinks=event_sinks, log_sinks=log_sinks, env=env, lock=lock, warn=say)
+        except NotWaiting:
+            continue  # someone else resumed it meanwhile
+        except OrchestrError as exc:  # e.g. the workflow is invalid now: the run ends, it cannot wait forever
+            results.append(_unresumable(project, store, run, exc.format(), say))
+            continue
+        outcome = slot_outcome(result.outcome.status)
+        say(f"--- {workflow}: run {run.id} {outcome} (exit {int(result.outcome.exit_code)})")
+        slot = parse_iso(run.slot) if run.slot else utc_now()
+        results.append(SlotResult(slot, outcome, int(result.outcome.exit_code), stop=result.outcome.status == "cancelled"))
+    if blocked or any(r.holds_workflow for r in results):
+        return None
+    return results
 
 
 def _deadline(project: Project, workflow: str) -> timedelta | None:
@@ -106,6 +142,20 @@ def serve_slot(project: Project, store: Store, lock: Lock, workflow: str, *, slo
     outcome = result.outcome
     say(f"--- {workflow}: slot {iso(slot)} {slot_outcome(outcome.status)} (exit {int(outcome.exit_code)})")
     return SlotResult(slot, slot_outcome(outcome.status), int(outcome.exit_code), stop=outcome.status == "cancelled")
+
+
+def _unresumable(project: Project, store: Store, run: RunRow, why: str, say: Callable[[str], None]) -> SlotResult:
+    """A decided run that cannot be resumed ends `failed`, and its slot with it (fail closed)."""
+    from orchestr.events import parse_iso
+
+    detail = f"run {run.id} could not be resumed after its approval: {why}"[:2000]
+    say(f"error: {detail}")
+    store.finish_run(run.id, status="failed", exit_code=ExitCode.FAILED, error=detail, tokens=run.tokens)
+    slot = parse_iso(run.slot) if run.slot else utc_now()
+    if run.slot:
+        store.settle_slot(run.workflow, slot, outcome="failed", run_id=run.id,
+                          detail=f"{detail} (log: {_shown(log_path(project, run.workflow), project.root)})")
+    return SlotResult(slot, "failed", ExitCode.FAILED)
 
 
 def _not_started(project: Project, store: Store, workflow: str, slot: datetime, why: str, code: int,

@@ -12,7 +12,7 @@ from orchestr.events import EventBus
 from orchestr.plan import PlannedStep
 from orchestr.processes import ProcessRegistry
 
-ActionStatus = Literal["ok", "error", "timeout", "cancelled"]
+ActionStatus = Literal["ok", "error", "timeout", "cancelled", "waiting"]  # waiting: an approval was asked
 
 
 @dataclass(frozen=True)
