@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from orchestr.lock import WorkflowLock
-from orchestr.store import Store
+from orchestr.store import SqliteStore as Store
 from tests.conftest import ProjectDir
 
 WORKFLOW = """

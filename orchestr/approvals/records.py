@@ -5,9 +5,9 @@ a decision was used (a rejected run resumed by hand) asks anew, with the next nu
 is recorded only if none was (`decision IS NULL` in the UPDATE), so of two approvers at once exactly
 one wins and the other is told.
 
-The table is created here with `CREATE TABLE IF NOT EXISTS`, through the SQL backends' statement
-helpers (`_write`: statements in one transaction with their row counts; `_query`), so it lives in
-SQLite and in PostgreSQL alike; it is to move into the stores' own migrations.
+The table is part of both stores' schema (version 2); it is read and written through the SQL
+backends' statement helpers (`_write`: statements in one transaction with their row counts;
+`_query`), so it lives in SQLite and in PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -22,12 +22,6 @@ from orchestr.store import RunRow, Store
 
 Decision = Literal["approved", "rejected", "timed-out"]
 
-_TABLE = """CREATE TABLE IF NOT EXISTS approvals (
-  run_id TEXT NOT NULL, step_id TEXT NOT NULL, request INTEGER NOT NULL, workflow TEXT NOT NULL,
-  message TEXT NOT NULL, files TEXT NOT NULL DEFAULT '[]', requested_at TEXT NOT NULL,
-  expires_at TEXT NOT NULL, notify TEXT, decision TEXT, decided_by TEXT, comment TEXT,
-  decided_at TEXT, consumed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, step_id, request))"""
-_INDEX = "CREATE INDEX IF NOT EXISTS approvals_open ON approvals (workflow) WHERE consumed = 0"
 
 
 @dataclass(frozen=True)
@@ -75,8 +69,7 @@ class ApprovalBook:
 
     def __init__(self, store: Store) -> None:
         sql: Any = store  # an SQL backend (SqliteStore, PostgresStore): its statement helpers
-        self.store = sql
-        sql._write([(_TABLE, ()), (_INDEX, ())])
+        self.store = sql  # the table is part of the stores' schema (version 2)
 
     def request(self, *, run_id: str, step_id: str, workflow: str, message: str, files: list[ShownFile],
                 now: datetime, expires: datetime) -> ApprovalRecord:

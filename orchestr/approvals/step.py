@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from datetime import datetime
 
-from orchestr.approvals.files import keep_shown, sha256_of
+from orchestr.approvals.files import baseline_path, keep_shown, sha256_of
 from orchestr.approvals.records import ApprovalBook, ApprovalRecord, ShownFile
 from orchestr.events import utc_now
 from orchestr.expressions import ExpressionError, render_text
@@ -59,8 +59,10 @@ class ApprovalRunner:
             if not path.is_file():
                 return ActionResult("error", permanent=True,
                                     error=f"approval.show: {name} does not exist, so there is nothing to approve")
-            keep_shown(path, attempt.work_dir, attempt.step.id, number, name)
-            baseline = (attempt.work_dir / "approval-baseline" / name).is_file()
+            # kept in the run's own folder (history), not its work folder (removed when the run ends)
+            run_folder = attempt.work_dir.parent
+            keep_shown(path, run_folder, attempt.step.id, number, name)
+            baseline = baseline_path(run_folder, name).is_file()
             files.append(ShownFile(name, sha256_of(path), baseline))
         now = self.clock()
         record = self.book.request(run_id=attempt.run_id, step_id=attempt.step.id, workflow=attempt.workflow,

@@ -81,6 +81,12 @@ CREATE INDEX IF NOT EXISTS slots_owed ON slots (workflow, slot) WHERE outcome IS
 CREATE TABLE IF NOT EXISTS leases (
   name TEXT PRIMARY KEY, token TEXT NOT NULL, holder TEXT NOT NULL, host TEXT NOT NULL,
   pid INTEGER NOT NULL, start TEXT, beat_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS approvals (
+  run_id TEXT NOT NULL, step_id TEXT NOT NULL, request INTEGER NOT NULL, workflow TEXT NOT NULL,
+  message TEXT NOT NULL, files TEXT NOT NULL DEFAULT '[]', requested_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL, notify TEXT, decision TEXT, decided_by TEXT, comment TEXT,
+  decided_at TEXT, consumed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, step_id, request));
+CREATE INDEX IF NOT EXISTS approvals_open ON approvals (workflow) WHERE consumed = 0;
 """,
 }
 

@@ -64,7 +64,15 @@ MIGRATIONS: dict[int, str] = {
     2: "CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at, id);"
        "CREATE INDEX IF NOT EXISTS slots_by_run ON slots (run_id);"
        # the owed slots (no outcome yet) without reading a workflow's whole history
-       "CREATE INDEX IF NOT EXISTS slots_owed ON slots (workflow, slot) WHERE outcome IS NULL;",
+       "CREATE INDEX IF NOT EXISTS slots_owed ON slots (workflow, slot) WHERE outcome IS NULL;"
+       # approval requests and decisions (orchestr/approvals/records.py)
+       + """CREATE TABLE IF NOT EXISTS approvals (
+  run_id TEXT NOT NULL, step_id TEXT NOT NULL, request INTEGER NOT NULL, workflow TEXT NOT NULL,
+  message TEXT NOT NULL, files TEXT NOT NULL DEFAULT '[]', requested_at TEXT NOT NULL,
+  expires_at TEXT NOT NULL, notify TEXT, decision TEXT, decided_by TEXT, comment TEXT,
+  decided_at TEXT, consumed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (run_id, step_id, request));
+CREATE INDEX IF NOT EXISTS approvals_open ON approvals (workflow) WHERE consumed = 0;
+""",
 }
 
 
