@@ -61,6 +61,21 @@ def _probe(bwrap: str) -> str | None:
     return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
 
 
+def _under_tmp(argv: Sequence[str]) -> list[Path]:
+    """The top folders under /tmp that the command's own paths live in: the private /tmp would hide them."""
+    tmp = Path("/tmp")
+    found: list[Path] = []
+    for part in argv:
+        if not part.startswith("/"):
+            continue
+        for candidate in (Path(part), Path(part).resolve()):
+            if candidate.is_relative_to(tmp) and candidate != tmp and candidate.exists():
+                top = tmp / candidate.relative_to(tmp).parts[0]
+                if top not in found:
+                    found.append(top)
+    return found
+
+
 def sandboxed_argv(sandbox: Sandbox, argv: Sequence[str], *, root: Path, reach: ServerReach,
                    governance: Governance) -> list[str]:
     """`argv` run inside bwrap with `reach` enforced; SandboxRefused if a write folder escapes."""
@@ -68,6 +83,8 @@ def sandboxed_argv(sandbox: Sandbox, argv: Sequence[str], *, root: Path, reach: 
     writable = writable_dirs(base, reach, governance)
     args = [sandbox.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--ro-bind", str(base), str(base)]  # the project again, in case it lives under /tmp
+    for shown in _under_tmp(argv):  # a command or script under /tmp (a venv, a checkout) stays visible
+        args += ["--ro-bind", str(shown), str(shown)]
     for folder in writable:
         args += ["--bind", str(folder), str(folder)]
     for protected in _governance_inside(base, writable, governance):
