@@ -65,7 +65,7 @@ def _under_tmp(argv: Sequence[str]) -> list[Path]:
     """The top folders under /tmp that the command's own paths live in: the private /tmp would hide them."""
     tmp = Path("/tmp")
     found: list[Path] = []
-    for part in argv:
+    for part in [*argv, *_interpreter(argv[0] if argv else "")]:
         if not part.startswith("/"):
             continue
         for candidate in (Path(part), Path(part).resolve()):
@@ -74,6 +74,16 @@ def _under_tmp(argv: Sequence[str]) -> list[Path]:
                 if top not in found:
                     found.append(top)
     return found
+
+
+def _interpreter(command: str) -> list[str]:
+    """A script's `#!` interpreter (it must be visible too)."""
+    try:
+        with open(command, "rb") as script:
+            first = script.readline(256)
+    except OSError:
+        return []
+    return first[2:].decode(errors="replace").split()[:1] if first.startswith(b"#!") else []
 
 
 def sandboxed_argv(sandbox: Sandbox, argv: Sequence[str], *, root: Path, reach: ServerReach,
