@@ -199,7 +199,9 @@ def _start_drainer(project: Project, store: Store, workflow: str, lock: Lock | N
                    report: TickReport, *, resume: bool = False) -> int | None:
     """One drainer when slots are owed (or a decided run is to be resumed): with our lock, or
     waiting for it (unless one already waits)."""
-    owed = [r for r in store.owed_slots(workflow) if not r["run_id"]]
+    from orchestr.scheduling.drain import untaken_slots
+
+    owed = untaken_slots(store, workflow)
     if not owed and not resume:
         return None
     if lock is None and store.lock(workflow, suffix="waiter").holder() is not None:

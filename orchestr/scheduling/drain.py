@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from orchestr.events import parse_iso
 from orchestr.lock import POLL_SECONDS
@@ -44,6 +45,11 @@ def run_outcome_of(status: str) -> str:
     from orchestr.runner import slot_outcome
 
     return slot_outcome(status)
+
+
+def untaken_slots(store: Store, workflow: str) -> list[dict[str, Any]]:
+    """Owed slots no run has taken yet, oldest first: what a drainer is still to serve."""
+    return [r for r in store.owed_slots(workflow) if not r["run_id"]]
 
 
 def settle_orphans(store: Store, workflow: str, *, now: datetime, window: timedelta | None) -> list[str]:
@@ -82,7 +88,7 @@ def drain(store: Store, lock: Lock, workflow: str, *, serve: SlotServer,
     settle_orphans(store, workflow, now=datetime.min, window=None)
     results: list[SlotResult] = []
     while True:
-        owed = [r for r in store.owed_slots(workflow) if not r["run_id"]]
+        owed = untaken_slots(store, workflow)
         if not owed:
             return results
         slot, run_id = parse_iso(str(owed[0]["slot"])), new_run_id()
@@ -107,7 +113,7 @@ def wait_for_turn(store: Store, lock: Lock, workflow: str, *, deadline: timedelt
         return False
     try:
         while not lock.try_acquire(waiter_id):
-            owed = [r for r in store.owed_slots(workflow) if not r["run_id"]]
+            owed = untaken_slots(store, workflow)
             if not owed:
                 return False
             if deadline is not None:
