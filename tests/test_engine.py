@@ -365,9 +365,12 @@ def test_processes_opening_a_fresh_state_store_at_once_all_succeed(tmp_path: Pat
 
 
 def test_lock_of_a_killed_run_is_reclaimed_and_the_run_shows_crashed(project: ProjectDir) -> None:
-    project.write("workflows/w.yaml", "steps:\n  - id: a\n    run: sleep 30\n")
+    project.write("workflows/w.yaml", "steps:\n  - id: a\n    run: touch started; sleep 30\n")
     proc = project.spawn("run", "w", "-q")
     _wait_for_lock(project, "w", proc.pid)
+    deadline = time.monotonic() + 20  # the lock is taken before the run is recorded: wait for the step
+    while not (project.root / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.kill()
     proc.communicate()
     listed = json.loads(project.cli("runs", "list", "--format", "json").stdout)
