@@ -18,6 +18,7 @@ EventKind = Literal[
     "step.started",
     "model.call",
     "tool.call",
+    "tool.log",
     "verify.result",
     "step.retry",
     "step.finished",

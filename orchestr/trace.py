@@ -54,6 +54,10 @@ def describe(event: Event) -> Text | None:
         style = {"ok": "green", "denied": "red", "error": "yellow"}.get(outcome, "")
         return Text.assemble("  ↳ ", (step, "bold"), f" tool {d.get('tool')} ", (_short(d.get("args")), "dim"), " ",
                              (outcome, style), f" {d.get('duration_ms')}ms {d.get('result_chars')} chars")
+    if event.event == "tool.log":
+        style = "yellow" if d.get("level") == "warning" else "red"
+        return Text.assemble("  ↳ ", (step, "bold"), f" MCP server {d.get('server')} ", (str(d.get("level")), style),
+                             ": ", _short(d.get("message"), 200))
     if event.event == "model.call":
         return Text.assemble("  ↳ ", (step, "bold"), f" model {d.get('provider')}:{d.get('model')} ",
                              f"in={d.get('tokens_in')} out={d.get('tokens_out')} cached={d.get('tokens_cached')} ",

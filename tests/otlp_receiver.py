@@ -19,6 +19,7 @@ class ReceivedSpan:
     status_code: int
     start_ns: int
     end_ns: int
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()  # (name, attributes)
 
 
 def _value(any_value: Any) -> Any:
@@ -73,7 +74,8 @@ class OtlpReceiver:
                         self.spans.append(ReceivedSpan(
                             span.name, span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
                             {a.key: _value(a.value) for a in span.attributes}, span.status.code,
-                            span.start_time_unix_nano, span.end_time_unix_nano))
+                            span.start_time_unix_nano, span.end_time_unix_nano,
+                            tuple((e.name, {a.key: _value(a.value) for a in e.attributes}) for e in span.events)))
 
     def named(self, prefix: str) -> list[ReceivedSpan]:
         return [s for s in self.spans if s.name.startswith(prefix)]

@@ -14,12 +14,15 @@ import signal
 import stat
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from orchestr.models import McpServerSpec
+from orchestr.providers.base import Image
+from orchestr.tools.builtin import ServerLog
 from orchestr.tools.mcp import McpError, McpHub
 from tests.conftest import ProjectDir
 from tests.fakeapi import FakeLLMServer, Reply, Script, ToolCall
@@ -32,10 +35,47 @@ MODELS = {"anthropic": "anthropic:claude-sonnet-4-6", "openai": "openai:gpt-4.1"
 FAKE_SERVER = f"""\
 #!{sys.executable}
 import os, time
-from mcp.server.mcpserver import MCPServer
-from mcp.types import ImageContent
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ImageContent, ToolExecution
 
-server = MCPServer("fake")
+class Fake(MCPServer):
+    async def list_tools(self):
+        # `background` runs only as a task, a capability orchestr does not take up
+        tools = await super().list_tools()
+        required = ToolExecution(task_support="required")
+        return [t.model_copy(update={{"execution": required}}) if t.name == "background" else t for t in tools]
+
+server = Fake("fake")
+
+@server.tool()
+def background() -> str:
+    \"\"\"Runs only as a task.\"\"\"
+    return "ran"
+
+@server.tool()
+async def warn(ctx: Context) -> str:
+    \"\"\"Log at info, warning and error, then answer.\"\"\"
+    await ctx.info("just so you know")
+    await ctx.warning("disk almost full")
+    await ctx.log("error", {{"code": 7, "what": "quota"}}, logger_name="crm.sync")
+    return "warned"
+
+@server.tool()
+def fail() -> str:
+    \"\"\"Always fails.\"\"\"
+    from mcp.server.mcpserver.exceptions import ToolError
+    raise ToolError("the CRM said no")
+
+@server.tool()
+async def meet(me: str, other: str) -> str:
+    \"\"\"Arrive (a file named `me`), then wait up to 10 s for `other` to arrive too.\"\"\"
+    open(me, "w").close()
+    for _ in range(200):
+        if os.path.exists(other):
+            return "met"
+        await anyio.sleep(0.05)
+    return "alone"
 
 @server.tool()
 def slow(seconds: float) -> str:
@@ -174,8 +214,29 @@ def test_a_slow_call_times_out_and_the_server_stays_usable(hub: McpHub) -> None:
     assert hub.call("fake.slow", {"seconds": 0}, timeout=30).content == "slept"
 
 
-def test_non_text_content_is_summarised(hub: McpHub) -> None:
-    assert hub.call("fake.picture", {}, timeout=30).content == "[image/png, 3 bytes]"
+def test_an_image_is_named_in_the_text_and_kept_as_an_image(hub: McpHub) -> None:
+    result = hub.call("fake.picture", {}, timeout=30)
+    assert result.content == "[image/png, 3 bytes]"
+    assert result.images == (Image("image/png", "AAEC"),)
+
+
+def test_a_tool_that_runs_only_as_a_task_is_not_offered(hub: McpHub) -> None:
+    names = [spec.name for spec in hub.tools("fake")]
+    assert "fake.background" not in names and "fake.slow" in names
+
+
+def test_the_servers_warnings_and_errors_reach_the_caller_and_its_info_does_not(hub: McpHub) -> None:
+    heard: list[ServerLog] = []
+    assert hub.call("fake.warn", {}, timeout=30, log=heard.append).content == "warned"
+    assert heard == [ServerLog("fake", "warning", None, "disk almost full"),
+                     ServerLog("fake", "error", "crm.sync", '{"code": 7, "what": "quota"}')]
+
+
+def test_calls_to_one_server_run_at_once(hub: McpHub, tmp_path: Path) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda pair: hub.call("fake.meet", {"me": pair[0], "other": pair[1]}, timeout=30),
+                                [("a", "b"), ("b", "a")]))
+    assert [a.content for a in answers] == ["met", "met"]
 
 
 def test_a_relative_command_runs_from_the_project_root_with_its_env(hub: McpHub, tmp_path: Path) -> None:
@@ -384,3 +445,90 @@ def test_a_missing_env_from_variable_stops_the_run_before_anything_runs(project:
     assert ("ORCHESTR_TEST_CRM_TOKEN is not set: MCP server 'crm' (orchestr.yaml env_from) needs it"
             in result.stderr)
     assert server.anthropic.requests == [] and not (project.root / ".orchestr" / "runs").exists()
+
+
+def _fake_project(project: ProjectDir, provider: str, tools: str) -> None:
+    _install_fake_server(project.root)
+    (project.root / "meet").mkdir()
+    project.write("orchestr.yaml", 'mcp_servers:\n  fake: { command: bin/fake-mcp, reach: { write: ["meet/**"] } }\n')
+    project.write("contexts/ops.yaml", 'title: Ops\npermissions: { tools: ["fake.*"], write: ["meet/**"] }\n')
+    project.write("workflows/look.yaml", f"""
+        context: ops
+        agents:
+          clerk: {{ model: "{MODELS[provider]}", tools: {tools}, max_turns: 3 }}
+        steps:
+          - id: look
+            agent: clerk
+            prompt: Look.
+    """)
+
+
+def test_an_image_from_a_tool_reaches_an_anthropic_model_as_an_image_block(project: ProjectDir,
+                                                                          server: FakeLLMServer) -> None:
+    _fake_project(project, "anthropic", "[fake.picture]")
+    server.anthropic.enqueue(Reply.tool_calls(ToolCall("fake__picture", {})), Reply.text("A tiny picture."))
+    result = project.cli("run", "look", env=server.env())
+    assert result.exit_code == 0, result.output
+    [block] = [b for m in server.anthropic.requests[1].body["messages"] if isinstance(m["content"], list)
+               for b in m["content"] if b["type"] == "tool_result"]
+    assert block["content"] == [
+        {"type": "text", "text": "[image/png, 3 bytes]"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAEC"}}]
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+def test_a_failed_tool_call_reaches_the_model_marked_as_an_error(project: ProjectDir, server: FakeLLMServer,
+                                                                provider: str) -> None:
+    _fake_project(project, provider, "[fake.fail]")
+    script = _script(server, provider)
+    script.enqueue(Reply.tool_calls(ToolCall("fake__fail", {})), Reply.text("It failed."))
+    assert project.cli("run", "look", env=server.env()).exit_code == 0
+    messages = script.requests[1].body["messages"]
+    if provider == "anthropic":  # the API's own flag
+        [block] = [b for m in messages if isinstance(m["content"], list) for b in m["content"]
+                   if b["type"] == "tool_result"]
+        assert block["is_error"] is True and "the CRM said no" in block["content"]
+    else:  # Chat Completions has no flag on a tool message: its text says so
+        [tool] = [m for m in messages if m["role"] == "tool"]
+        assert tool["content"].startswith("error: ") and "the CRM said no" in tool["content"]
+
+
+def test_the_models_tool_calls_in_one_turn_run_at_once(project: ProjectDir, server: FakeLLMServer) -> None:
+    """Each call waits for the other to arrive: run one after the other, both would be alone."""
+    _fake_project(project, "anthropic", "[fake.meet]")
+    server.anthropic.enqueue(Reply.tool_calls(ToolCall("fake__meet", {"me": "meet/a", "other": "meet/b"}),
+                                              ToolCall("fake__meet", {"me": "meet/b", "other": "meet/a"})),
+                             Reply.text("We met."))
+    result = project.cli("run", "look", "--events", "ev.jsonl", env=server.env())
+    assert result.exit_code == 0, result.output
+    assert _tool_results("anthropic", server.anthropic.requests[1].body) == ["met", "met"]
+    [step] = json.loads(project.cli("runs", "show", "last", "--format", "json").stdout)["steps"]
+    calls = step["attempt_records"][0]["tool_calls"]
+    assert [c["args"]["me"] for c in calls] == ["meet/a", "meet/b"]  # recorded in the model's order
+
+
+def test_a_servers_warnings_are_in_the_events_and_the_trace(project: ProjectDir, server: FakeLLMServer) -> None:
+    _fake_project(project, "anthropic", "[fake.warn]")
+    server.anthropic.enqueue(Reply.tool_calls(ToolCall("fake__warn", {})), Reply.text("Warned."))
+    result = project.cli("run", "look", "--events", "ev.jsonl", env=server.env())
+    assert result.exit_code == 0, result.output
+    logs = [(e["step"], e["server"], e["level"], e["message"]) for e in _events(project, "tool.log")]
+    assert logs == [("look", "fake", "warning", "disk almost full"),
+                    ("look", "fake", "error", '{"code": 7, "what": "quota"}')]
+    assert "MCP server fake warning: disk almost full" in result.output
+    shown = json.loads(project.cli("runs", "show", "last", "--format", "json").stdout)
+    assert [e["level"] for e in shown["events"] if e["event"] == "tool.log"] == ["warning", "error"]
+    assert "just so you know" not in result.output + (project.root / "ev.jsonl").read_text()
+
+
+def test_a_servers_warning_is_a_span_event_on_the_agent_span(project: ProjectDir, server: FakeLLMServer) -> None:
+    from tests.otlp_receiver import OtlpReceiver
+
+    _fake_project(project, "anthropic", "[fake.warn]")
+    server.anthropic.enqueue(Reply.tool_calls(ToolCall("fake__warn", {})), Reply.text("Warned."))
+    with OtlpReceiver() as receiver:
+        result = project.cli("run", "look", env={**server.env(), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint})
+        assert result.exit_code == 0, result.output
+    (agent,) = receiver.named("invoke_agent ")
+    assert [(name, attrs["orchestr.mcp.level"], attrs["orchestr.mcp.message"]) for name, attrs in agent.events] == [
+        ("mcp.log", "warning", "disk almost full"), ("mcp.log", "error", '{"code": 7, "what": "quota"}')]

@@ -182,6 +182,16 @@ class OtelSink:
             attrs["error.type"] = outcome
         self._call_span(event, f"execute_tool {d.get('tool')}", attrs, SpanKind.INTERNAL, error)
 
+    def _tool_log(self, event: Event) -> None:
+        """An MCP server's warning, as an event on the agent span that was waiting on it."""
+        key = (event.step or "", event.attempt or 1)
+        span = self._agent_spans.get(key) or self._steps.get(key)
+        if span is not None:
+            d = event.data
+            span.add_event("mcp.log", {"orchestr.mcp.server": str(d.get("server")),
+                                       "orchestr.mcp.level": str(d.get("level")),
+                                       "orchestr.mcp.message": str(d.get("message"))}, timestamp=_ns(event.ts))
+
     def _call_span(self, event: Event, name: str, attrs: Attrs, kind: SpanKind, error: object) -> None:
         took = float(str(event.data.get("duration_ms") or 0))
         span = self._tracer.start_span(name, context=self._parent_of(event), kind=kind,
@@ -208,5 +218,5 @@ _HANDLERS = {
     "run.started": OtelSink._run_started, "step.started": OtelSink._step_started,
     "step.retry": OtelSink._step_retry, "step.finished": OtelSink._step_finished,
     "run.finished": OtelSink._run_finished, "model.call": OtelSink._model_call,
-    "tool.call": OtelSink._tool_call, "verify.result": OtelSink._verify_result,
+    "tool.call": OtelSink._tool_call, "tool.log": OtelSink._tool_log, "verify.result": OtelSink._verify_result,
 }

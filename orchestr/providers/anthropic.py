@@ -14,6 +14,7 @@ from orchestr.providers.base import (
     ModelResponse,
     ProviderError,
     ToolCall,
+    ToolResult,
     UserMessage,
     connection_error,
     from_wire,
@@ -93,8 +94,17 @@ def _message(message: Message) -> dict[str, Any]:
                    for c in message.tool_calls]
         return {"role": "assistant", "content": blocks}
     return {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": r.call_id, "content": r.content, "is_error": r.is_error}
+        {"type": "tool_result", "tool_use_id": r.call_id, "content": _result_content(r), "is_error": r.is_error}
         for r in message.results]}
+
+
+def _result_content(result: ToolResult) -> str | list[dict[str, Any]]:
+    """The text, and the tool's images as image blocks after it."""
+    if not result.images:
+        return result.content
+    return [{"type": "text", "text": result.content}, *(
+        {"type": "image", "source": {"type": "base64", "media_type": image.mime_type, "data": image.data}}
+        for image in result.images)]
 
 
 def _response(message: Any, names: dict[str, str]) -> ModelResponse:

@@ -30,11 +30,20 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class Image:
+    """An image a tool returned, as base64: an image block where the provider takes one."""
+
+    mime_type: str
+    data: str
+
+
+@dataclass(frozen=True)
 class ToolResult:
     call_id: str
     name: str
     content: str
     is_error: bool = False
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from orchestr.providers.base import (
     ModelResponse,
     ProviderError,
     ToolCall,
+    ToolResult,
     UserMessage,
     connection_error,
     from_wire,
@@ -86,7 +87,14 @@ def _messages(message: Message) -> list[dict[str, Any]]:
                                     "function": {"name": wire_name(c.name), "arguments": json.dumps(c.args)}}
                                    for c in message.tool_calls]
         return [entry]
-    return [{"role": "tool", "tool_call_id": r.call_id, "content": r.content} for r in message.results]
+    # Chat Completions has no error flag on a tool message (nor images in one): the text says it.
+    return [{"role": "tool", "tool_call_id": r.call_id, "content": _result_text(r)} for r in message.results]
+
+
+def _result_text(result: ToolResult) -> str:
+    if result.is_error and not result.content.startswith(("error:", "denied:")):
+        return f"error: {result.content}"
+    return result.content
 
 
 def _arguments(text: str | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from orchestr.providers.base import (
     ModelResponse,
     Provider,
     ProviderError,
+    ToolCall,
     ToolResult,
     ToolResultsMessage,
     UserMessage,
@@ -43,7 +45,8 @@ from orchestr.steps.base import (
 )
 from orchestr.steps.grants import apply_grants, granted_tools
 from orchestr.steps.providers import ProviderPool
-from orchestr.steps.toolbox import Toolbox, ToolServerError, check_server_env
+from orchestr.steps.toolbox import LogSink, Toolbox, ToolServerError, check_server_env
+from orchestr.tools.builtin import ServerLog
 from orchestr.tools.builtin import ToolResult as ToolOutcome
 from orchestr.tools.sandbox import Sandbox, find_sandbox
 from orchestr.verify import schema_problem
@@ -51,6 +54,7 @@ from orchestr.verify import schema_problem
 MAX_OUTPUT_RETRIES = 2
 MAX_VERIFY_FEEDBACK = 2
 MAX_ATTACHMENT_BYTES = 64_000
+MAX_PARALLEL_TOOLS = 8  # a turn's tool calls run at once, this many at a time
 
 
 class RunBudget:
@@ -123,7 +127,8 @@ class AgentRunner:
         step = attempt.step
         assert step.agent is not None and isinstance(step.spec, AgentStep)
         permissions = self.permissions[step.id]
-        tools = self.toolbox.definitions((*step.agent.tools, *self.extra_tools), permissions, stop=stop)
+        tools = self.toolbox.definitions((*step.agent.tools, *self.extra_tools), permissions, stop=stop,
+                                         log=_log_sink(attempt))
         base = ModelRequest(
             model=step.agent.model.partition(":")[2], context=_context_text(step, attempt.root),
             instructions=step.agent.spec.instructions.strip(), messages=(), tools=tools,
@@ -196,28 +201,41 @@ class AgentRunner:
 
     def _run_tools(self, attempt: Attempt, permissions: EffectivePermissions, response: ModelResponse,
                    convo: Conversation, stop: Stop) -> ToolResultsMessage:
-        results = []
-        for call in response.tool_calls:
-            attempt.bus.activity(attempt.step.id, attempt.number, f"tool {call.name}")
-            began = time.monotonic()
-            interrupted: Interrupted | None = None
-            try:
-                outcome = self.toolbox.call(call.name, call.args, permissions, attempt, stop=stop)
-            except Interrupted as exc:  # traced like any call, then it ends the attempt
-                outcome, interrupted = ToolOutcome("error", str(exc)), exc
-            duration = (time.monotonic() - began) * 1000
-            message = outcome.content[:MESSAGE_CHARS] if outcome.outcome != "ok" else None
-            record = ToolCallRecord(call.name, call.args, outcome.outcome, duration, len(outcome.content), message)
-            extra = {"message": message} if message is not None else {}
-            attempt.bus.emit("tool.call", step=attempt.step.id, attempt=attempt.number, tool=call.name,
-                             args=call.args, outcome=outcome.outcome, duration_ms=round(duration, 1),
-                             result_chars=len(outcome.content), **extra)
-            convo.calls.append(record)
-            if interrupted is not None:
-                raise interrupted
-            stop.check()  # a tool cut short by the deadline (its own bound) ends the attempt too
-            results.append(ToolResult(call.id, call.name, outcome.content, is_error=outcome.outcome != "ok"))
-        return ToolResultsMessage(tuple(results))
+        """The turn's tool calls, at once when the model asked for several; recorded in its order."""
+        calls = response.tool_calls
+        attempt.bus.activity(attempt.step.id, attempt.number, "tool " + ", ".join(c.name for c in calls))
+        log = _log_sink(attempt)
+        if len(calls) == 1:
+            done = [self._run_tool(attempt, permissions, calls[0], stop, log)]
+        else:
+            with ThreadPoolExecutor(min(len(calls), MAX_PARALLEL_TOOLS), thread_name_prefix="orchestr-tool") as pool:
+                done = list(pool.map(lambda call: self._run_tool(attempt, permissions, call, stop, log), calls))
+        convo.calls += [record for record, _, _ in done]
+        interrupted = next((exc for _, _, exc in done if exc is not None), None)
+        if interrupted is not None:
+            raise interrupted
+        stop.check()  # a tool cut short by the deadline (its own bound) ends the attempt too
+        return ToolResultsMessage(tuple(
+            ToolResult(call.id, call.name, outcome.content, is_error=outcome.outcome != "ok", images=outcome.images)
+            for call, (_, outcome, _) in zip(calls, done, strict=True)))
+
+    def _run_tool(self, attempt: Attempt, permissions: EffectivePermissions, call: ToolCall, stop: Stop,
+                  log: LogSink) -> tuple[ToolCallRecord, ToolOutcome, Interrupted | None]:
+        """One call, traced as it ends; an interruption is traced like any call, then ends the attempt."""
+        began = time.monotonic()
+        interrupted: Interrupted | None = None
+        try:
+            outcome = self.toolbox.call(call.name, call.args, permissions, attempt, stop=stop, log=log)
+        except Interrupted as exc:
+            outcome, interrupted = ToolOutcome("error", str(exc)), exc
+        duration = (time.monotonic() - began) * 1000
+        message = outcome.content[:MESSAGE_CHARS] if outcome.outcome != "ok" else None
+        extra = {"message": message} if message is not None else {}
+        attempt.bus.emit("tool.call", step=attempt.step.id, attempt=attempt.number, tool=call.name,
+                         args=call.args, outcome=outcome.outcome, duration_ms=round(duration, 1),
+                         result_chars=len(outcome.content), **extra)
+        record = ToolCallRecord(call.name, call.args, outcome.outcome, duration, len(outcome.content), message)
+        return record, outcome, interrupted
 
     def _answer(self, attempt: Attempt, convo: Conversation, response: ModelResponse) -> ActionResult | None:
         """A final answer: check its structure, then verify. None means: the model gets another turn."""
@@ -272,6 +290,14 @@ class AgentRunner:
                          " (with Anthropic models, by calling the final_output tool):\n"
                          + json.dumps(spec.output.schema_, sort_keys=True))
         return "\n\n".join(parts)
+
+
+def _log_sink(attempt: Attempt) -> LogSink:
+    """An MCP server's warnings and errors, as `tool.log` events of the step that was waiting on it."""
+    def emit(log: ServerLog) -> None:
+        attempt.bus.emit("tool.log", step=attempt.step.id, attempt=attempt.number, server=log.server,
+                         level=log.level, logger=log.logger, message=log.message)
+    return emit
 
 
 def _context_text(step: PlannedStep, root: Path) -> str:

@@ -16,12 +16,20 @@ from orchestr.permissions import EffectivePermissions
 from orchestr.providers.base import ToolDef
 from orchestr.reach import coverage_message, reach_gaps, server_reach
 from orchestr.steps.base import Attempt
-from orchestr.tools.builtin import BUILTIN_TOOLS, ToolContext, ToolResult, ToolSpec, call_builtin
+from orchestr.tools.builtin import (
+    BUILTIN_TOOLS,
+    ServerLog,
+    ToolContext,
+    ToolResult,
+    ToolSpec,
+    call_builtin,
+)
 from orchestr.tools.sandbox import Sandbox, permission_reach, sandboxed_argv
 
 TOOL_TIMEOUT_SECONDS = 60.0
 # What run_command children see: enough to work, none of the parent's secrets.
 SAFE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+LogSink = Callable[[ServerLog], None]  # hears an MCP server's warnings while a step waits on it
 
 
 class ToolServerError(Exception):
@@ -31,12 +39,13 @@ class ToolServerError(Exception):
 class ToolServers(Protocol):
     """MCP servers' tools (orchestr.tools.mcp.McpHub). `tools` raises ToolServerError; `call` never
     raises for a server's failure: it returns an error result the model can read. Both raise
-    orchestr.interruption.Interrupted when `stop` says so, abandoning the call in flight."""
+    orchestr.interruption.Interrupted when `stop` says so, abandoning the call in flight. `log` hears
+    the server's log notifications (warning and above) while the caller waits on it."""
 
-    def tools(self, server: str, *, stop: Stop = NEVER) -> list[ToolSpec]: ...
+    def tools(self, server: str, *, stop: Stop = NEVER, log: LogSink | None = None) -> list[ToolSpec]: ...
 
     def call(self, qualified_name: str, args: Mapping[str, object], *, timeout: float,
-             stop: Stop = NEVER) -> ToolResult: ...
+             stop: Stop = NEVER, log: LogSink | None = None) -> ToolResult: ...
 
     def close(self) -> None: ...
 
@@ -76,7 +85,7 @@ class Toolbox:
             return self._hub
 
     def definitions(self, names: Sequence[str], permissions: EffectivePermissions, *,
-                    stop: Stop = NEVER) -> tuple[ToolDef, ...]:
+                    stop: Stop = NEVER, log: LogSink | None = None) -> tuple[ToolDef, ...]:
         """What the model is offered: the tools it was given that its permissions allow."""
         defs: list[ToolDef] = []
         for name in dict.fromkeys(names):
@@ -85,13 +94,13 @@ class Toolbox:
                 if permissions.check_tool(name).allowed:
                     defs.append(ToolDef(spec.name, spec.description, dict(spec.input_schema)))
             elif "." in name and self.beyond_reach(name.partition(".")[0], permissions) is None:
-                for spec in self._mcp().tools(name.partition(".")[0], stop=stop):
+                for spec in self._mcp().tools(name.partition(".")[0], stop=stop, log=log):
                     if _matches(name, spec.name) and permissions.check_tool(spec.name).allowed:
                         defs.append(ToolDef(spec.name, spec.description, dict(spec.input_schema)))
         return tuple(defs)
 
     def call(self, name: str, args: Mapping[str, object], permissions: EffectivePermissions,
-             attempt: Attempt, *, stop: Stop = NEVER) -> ToolResult:
+             attempt: Attempt, *, stop: Stop = NEVER, log: LogSink | None = None) -> ToolResult:
         """The tool's result; Interrupted when the step's deadline or cancel cuts it."""
         if name in BUILTIN_TOOLS:
             env = {k: v for k, v in os.environ.items() if k in SAFE_ENV_KEYS}
@@ -110,7 +119,7 @@ class Toolbox:
         # The call's own limit stays whole: the step's deadline ends it through `stop`, as a timeout
         # of the step rather than an error the model would read.
         timeout = self.config.mcp_servers[name.partition(".")[0]].call_timeout.total_seconds()
-        return self._mcp().call(name, args, timeout=timeout, stop=stop)
+        return self._mcp().call(name, args, timeout=timeout, stop=stop, log=log)
 
     def _command_wrapper(self, permissions: EffectivePermissions) -> Callable[[list[str]], list[str]] | None:
         sandbox = self.command_sandbox

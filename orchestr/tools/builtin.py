@@ -24,6 +24,7 @@ from orchestr.governance import Governance
 from orchestr.interruption import NEVER, Interrupted, Stop, wait_future
 from orchestr.permissions import EffectivePermissions, PathDenied, resolve_in_root
 from orchestr.processes import ProcessRegistry, run_process
+from orchestr.providers.base import Image
 from orchestr.tools import safefs
 from orchestr.tools.sandbox import SandboxRefused
 
@@ -39,9 +40,20 @@ class ToolSpec:
 
 
 @dataclass(frozen=True)
+class ServerLog:
+    """A log notification from an MCP server (warning and above), for the step's trace."""
+
+    server: str
+    level: str
+    logger: str | None
+    message: str
+
+
+@dataclass(frozen=True)
 class ToolResult:
     outcome: Outcome
-    content: str
+    content: str  # what the model reads (an image is named here by type and size too)
+    images: tuple[Image, ...] = ()  # sent as image blocks to providers that take them (Anthropic)
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,17 @@ the loop and wait for them, bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO, TypeVar
@@ -30,6 +32,7 @@ from typing import IO, Any, TextIO, TypeVar
 import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp import types as mcp_types
+from mcp.client.session import LoggingFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
@@ -37,12 +40,20 @@ from orchestr import __version__
 from orchestr.governance import Governance
 from orchestr.interruption import NEVER, Interrupted, Stop, WaitExpired, wait_future
 from orchestr.models import McpServerSpec, expand_header
+from orchestr.providers.base import Image
 from orchestr.reach import server_reach
-from orchestr.steps.toolbox import ToolServerError
-from orchestr.tools.builtin import ToolResult, ToolSpec
+from orchestr.steps.toolbox import LogSink, ToolServerError
+from orchestr.tools.builtin import ServerLog, ToolResult, ToolSpec
 from orchestr.tools.sandbox import SandboxRefused, find_sandbox, sandboxed_argv
 
 MAX_RESULT_CHARS = 64_000
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+SHOWN_LOG_LEVEL: mcp_types.LoggingLevel = "warning"  # and above: what reaches the trace
+KEPT_LOGS = 20
+MAX_LOG_CHARS = 2_000
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+MAX_IMAGES = 8
 MAX_TOOL_PAGES = 100
 STDERR_TAIL_BYTES = 2_000
 # Beyond a server's own timeouts: room for the SDK to stop its process (close stdin, TERM, KILL).
@@ -58,6 +69,43 @@ class McpError(ToolServerError):
     """An MCP server could not be started, or did not list its tools."""
 
 
+class ServerLogs:
+    """Where a server's log notifications (warning and above) go: to every call waiting on the server
+    when one arrives (the model's calls, or the wait for it to start); those that come while nobody
+    waits are kept, a few, for the next. Fed on the loop thread, listened to from the steps' threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sinks: dict[int, LogSink] = {}
+        self._tokens = itertools.count()
+        self._kept: list[ServerLog] = []
+
+    def feed(self, log: ServerLog) -> None:
+        with self._lock:
+            sinks = list(self._sinks.values())
+            if not sinks:
+                self._kept = [*self._kept, log][-KEPT_LOGS:]
+        for sink in sinks:
+            sink(log)
+
+    @contextmanager
+    def listening(self, sink: LogSink | None) -> Iterator[None]:
+        if sink is None:
+            yield
+            return
+        with self._lock:
+            token = next(self._tokens)
+            self._sinks[token] = sink
+            kept, self._kept = self._kept, []
+        for log in kept:
+            sink(log)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._sinks.pop(token, None)
+
+
 @dataclass
 class _Server:
     """One declared server: the sync side's view of its lifetime task."""
@@ -69,6 +117,7 @@ class _Server:
     finished: threading.Event = field(default_factory=threading.Event)
     session: ClientSession | None = None
     crashed: bool = False  # its connection closed under a call: the next call starts it again
+    logs: ServerLogs = field(default_factory=lambda: ServerLogs())
 
     @property
     def label(self) -> str:
@@ -93,30 +142,32 @@ class McpHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
-    def tools(self, server: str, *, stop: Stop = NEVER) -> list[ToolSpec]:
+    def tools(self, server: str, *, stop: Stop = NEVER, log: LogSink | None = None) -> list[ToolSpec]:
         """The server's tools as `server.tool`, listed once. Raises McpError if it cannot start,
         Interrupted if the step's deadline or cancel comes first (the server goes on starting)."""
         entry = self._server(server)
         try:
-            listed = wait_future(entry.ready, stop, limit=entry.startup_timeout + SHUTDOWN_GRACE_SECONDS)
+            with entry.logs.listening(log):
+                listed = wait_future(entry.ready, stop, limit=entry.startup_timeout + SHUTDOWN_GRACE_SECONDS)
             return list(listed)
         except WaitExpired:
             raise McpError(f"{entry.label} failed to start: no answer within "
                            f"{entry.startup_timeout:g}s") from None
 
     def call(self, qualified_name: str, args: Mapping[str, object], *, timeout: float,
-             stop: Stop = NEVER) -> ToolResult:
+             stop: Stop = NEVER, log: LogSink | None = None) -> ToolResult:
         """The tool's result. On Interrupted the call's task is cancelled: the SDK stops waiting for
         the answer and the session stays usable; `close()` stops the server, busy or not."""
         server, _, tool = qualified_name.partition(".")
         try:
-            self.tools(server, stop=stop)
+            self.tools(server, stop=stop, log=log)
         except McpError as exc:
             return ToolResult("error", str(exc))
         entry = self._server(server)
         future = self._submit(_call_tool(entry, tool, dict(args), timeout))
         try:
-            return wait_future(future, stop, limit=timeout + SHUTDOWN_GRACE_SECONDS)
+            with entry.logs.listening(log):
+                return wait_future(future, stop, limit=timeout + SHUTDOWN_GRACE_SECONDS)
         except WaitExpired:
             future.cancel()
             return ToolResult("error", f"timed out after {timeout:g}s")
@@ -187,9 +238,12 @@ async def _serve(entry: _Server, opener: Opener) -> None:
     # The server's stderr goes to a file, not the terminal: its tail explains a failed start.
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as stderr:
         try:
-            async with opener(stderr) as (read, write), ClientSession(read, write, client_info=CLIENT) as session:
+            async with opener(stderr) as (read, write), \
+                    ClientSession(read, write, client_info=CLIENT, logging_callback=_log_receiver(entry),
+                                  log_level=SHOWN_LOG_LEVEL) as session:
                 with anyio.fail_after(entry.startup_timeout):
                     await session.initialize()
+                    await _ask_for_logs(session)
                     tools = await _list_tools(session, entry.name)
                 entry.session = session
                 entry.ready.set_result(tools)
@@ -200,6 +254,29 @@ async def _serve(entry: _Server, opener: Opener) -> None:
         finally:
             entry.session = None
             entry.finished.set()
+
+
+def _log_receiver(entry: _Server) -> LoggingFnT:
+    shown = LOG_LEVELS.index(SHOWN_LOG_LEVEL)
+
+    async def receive(params: mcp_types.LoggingMessageNotificationParams) -> None:
+        level = str(params.level)
+        if level in LOG_LEVELS and LOG_LEVELS.index(level) < shown:
+            return
+        data = params.data
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
+        entry.logs.feed(ServerLog(entry.name, level, params.logger, text[:MAX_LOG_CHARS]))
+
+    return receive
+
+
+async def _ask_for_logs(session: ClientSession) -> None:
+    """A server from before per-request log levels sends logs once asked (logging/setLevel)."""
+    capabilities = session.server_capabilities
+    if session.initialize_result is None or capabilities is None or capabilities.logging is None:
+        return
+    with contextlib.suppress(MCPError):
+        await session.set_logging_level(SHOWN_LOG_LEVEL)
 
 
 def _opener(entry: _Server, root: Path, environ: Mapping[str, str], governance: Governance) -> Opener:
@@ -267,8 +344,9 @@ async def _list_tools(session: ClientSession, server: str) -> tuple[ToolSpec, ..
     for _ in range(MAX_TOOL_PAGES):
         params = mcp_types.PaginatedRequestParams(cursor=cursor) if cursor else None
         page = await session.list_tools(params=params)
+        # A tool that runs only as a task (a capability orchestr does not take up) is not offered.
         specs += [ToolSpec(f"{server}.{tool.name}", tool.description or "", dict(tool.input_schema))
-                  for tool in page.tools]
+                  for tool in page.tools if not (tool.execution and tool.execution.task_support == "required")]
         cursor = page.next_cursor
         if cursor is None:
             break
@@ -340,6 +418,7 @@ async def _call_tool(entry: _Server, tool: str, args: dict[str, object], timeout
 
 def _tool_result(result: mcp_types.CallToolResult) -> ToolResult:
     texts = [_block_text(block) for block in result.content]
+    images = _images(result.content)
     # Structured content only speaks when nothing else does: it mirrors the blocks (a 120 KB image
     # mirrored there would reach the model as 160,000 characters of base64), and long base64-looking
     # strings inside it are shown by size.
@@ -347,8 +426,17 @@ def _tool_result(result: mcp_types.CallToolResult) -> ToolResult:
         texts.insert(0, json.dumps(_without_blobs(result.structured_content), ensure_ascii=False, sort_keys=True))
     text = _truncate("\n".join(t for t in texts if t))
     if result.is_error:
-        return ToolResult("error", text or "the tool reported an error without a message")
-    return ToolResult("ok", text or "(no content)")
+        return ToolResult("error", text or "the tool reported an error without a message", images)
+    return ToolResult("ok", text or "(no content)", images)
+
+
+def _images(blocks: list[mcp_types.ContentBlock]) -> tuple[Image, ...]:
+    """The image blocks a model can be shown: a type Anthropic takes, at most 5 MB each, at most 8.
+    The text names every image either way (`[image/png, 1234 bytes]`)."""
+    found = [Image(block.mime_type, "".join(block.data.split())) for block in blocks
+             if isinstance(block, mcp_types.ImageContent) and block.mime_type in IMAGE_TYPES
+             and _decoded_size(block.data) <= MAX_IMAGE_BYTES]
+    return tuple(found[:MAX_IMAGES])
 
 
 def _block_text(block: mcp_types.ContentBlock) -> str:
