@@ -285,3 +285,27 @@ def _set_version(store: Store, backend: str, value: str) -> None:
 
         with sqlite3.connect(store.state_dir / "state.db") as conn:
             conn.execute("UPDATE meta SET value=? WHERE key='schema_version'", (value,))
+
+
+def test_approvals_are_numbered_decided_once_and_forgotten_with_their_run(store: Store) -> None:
+    _run(store, "r1")
+    _run(store, "r2", workflow="other")
+    ask = {"workflow": "w", "message": "ship?", "files": "[]", "expires_at": "2026-05-02T08:00:00.000Z"}
+    first = store.request_approval(run_id="r1", step_id="gate", requested_at="2026-05-01T08:00:00.000Z", **ask)
+    assert (first["request"], first["decision"], first["consumed"]) == (1, None, 0)
+    store.note_approval("r1", "gate", 1, "ok")
+    assert store.open_approvals() == []  # r1 is not waiting yet
+    store.finish_run("r1", status="waiting", exit_code=4, error=None, tokens={})
+    assert [r.id for r in store.waiting_runs("w")] == ["r1"] and store.waiting_runs("other") == []
+    [pending] = store.open_approvals(workflow="w")
+    assert pending["notify"] == "ok" and store.open_approvals(workflow="other") == []
+    decide = {"by": "ana", "comment": None, "decided_at": "2026-05-01T09:00:00.000Z"}
+    assert store.decide_approval("r1", "gate", 1, decision="approved", **decide) is True
+    assert store.decide_approval("r1", "gate", 1, decision="rejected", **decide) is False  # the first one stands
+    store.consume_approval("r1", "gate", 1)
+    assert store.open_approvals() == []
+    again = store.request_approval(run_id="r1", step_id="gate", requested_at="2026-05-01T10:00:00.000Z", **ask)
+    assert again["request"] == 2
+    assert [(a["request"], a["decision"]) for a in store.approvals("r1")] == [(1, "approved"), (2, None)]
+    store.delete_runs(["r1"])
+    assert store.approvals("r1") == []

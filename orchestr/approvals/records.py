@@ -5,9 +5,8 @@ a decision was used (a rejected run resumed by hand) asks anew, with the next nu
 is recorded only if none was (`decision IS NULL` in the UPDATE), so of two approvers at once exactly
 one wins and the other is told.
 
-The table is part of both stores' schema (version 2); it is read and written through the SQL
-backends' statement helpers (`_write`: statements in one transaction with their row counts;
-`_query`), so it lives in SQLite and in PostgreSQL alike.
+The table is part of the stores' schema (version 2), read and written through the Store seam
+(`request_approval`, `decide_approval`, ...), so it lives in SQLite, PostgreSQL and the fake alike.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from orchestr.events import iso, parse_iso
 from orchestr.store import RunRow, Store
 
 Decision = Literal["approved", "rejected", "timed-out"]
-
 
 
 @dataclass(frozen=True)
@@ -65,60 +63,42 @@ class ApprovalRecord:
 
 
 class ApprovalBook:
-    """The approvals table of one state database."""
+    """The approvals of one state store."""
 
     def __init__(self, store: Store) -> None:
-        sql: Any = store  # an SQL backend (SqliteStore, PostgresStore): its statement helpers
-        self.store = sql  # the table is part of the stores' schema (version 2)
+        self.store = store
 
     def request(self, *, run_id: str, step_id: str, workflow: str, message: str, files: list[ShownFile],
                 now: datetime, expires: datetime) -> ApprovalRecord:
         """Record a new request (the next number for this run's step) and return it."""
-        self.store._write([(
-            "INSERT INTO approvals (run_id, step_id, request, workflow, message, files, requested_at, expires_at)"
-            " SELECT ?, ?, COALESCE(MAX(request), 0) + 1, ?, ?, ?, ?, ? FROM approvals WHERE run_id=? AND step_id=?",
-            (run_id, step_id, workflow, message, json.dumps([f.to_json() for f in files]), iso(now), iso(expires),
-             run_id, step_id))])
-        found = self.latest(run_id, step_id)
-        assert found is not None
-        return found
+        return _record(self.store.request_approval(
+            run_id=run_id, step_id=step_id, workflow=workflow, message=message,
+            files=json.dumps([f.to_json() for f in files]), requested_at=iso(now), expires_at=iso(expires)))
 
     def note_notify(self, record: ApprovalRecord, outcome: str) -> None:
-        self.store._write([("UPDATE approvals SET notify=? WHERE run_id=? AND step_id=? AND request=?",
-                            (outcome, record.run_id, record.step_id, record.request))])
+        self.store.note_approval(record.run_id, record.step_id, record.request, outcome)
 
     def latest(self, run_id: str, step_id: str) -> ApprovalRecord | None:
-        rows = self.store._query("SELECT * FROM approvals WHERE run_id=? AND step_id=? ORDER BY request DESC LIMIT 1",
-                                 (run_id, step_id))
-        return _record(dict(rows[0])) if rows else None
+        mine = [r for r in self.store.approvals(run_id) if r["step_id"] == step_id]
+        return _record(max(mine, key=lambda r: int(r["request"]))) if mine else None
 
     def of_run(self, run_id: str) -> list[ApprovalRecord]:
         """Every request of a run, oldest first."""
-        rows = self.store._query("SELECT * FROM approvals WHERE run_id=? ORDER BY requested_at, step_id, request",
-                                 (run_id,))
-        return [_record(dict(r)) for r in rows]
+        return [_record(r) for r in self.store.approvals(run_id)]
 
     def open(self, *, workflow: str | None = None) -> list[ApprovalRecord]:
         """Requests of waiting runs not yet used (pending, or decided but not resumed), oldest first."""
-        where, args = ("", ()) if workflow is None else (" AND a.workflow=?", (workflow,))
-        rows = self.store._query(
-            "SELECT a.* FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.consumed=0 AND r.status='waiting'"
-            f"{where} ORDER BY a.requested_at, a.run_id, a.step_id", args)
-        return [_record(dict(r)) for r in rows]
+        return [_record(r) for r in self.store.open_approvals(workflow=workflow)]
 
     def decide(self, record: ApprovalRecord, *, decision: Decision, by: str, comment: str | None,
                now: datetime) -> bool:
         """Record the decision unless one already was: True when this call's decision is the one kept."""
-        [count] = self.store._write([(
-            "UPDATE approvals SET decision=?, decided_by=?, comment=?, decided_at=?"
-            " WHERE run_id=? AND step_id=? AND request=? AND decision IS NULL AND consumed=0",
-            (decision, by, comment, iso(now), record.run_id, record.step_id, record.request))])
-        return bool(count == 1)
+        return self.store.decide_approval(record.run_id, record.step_id, record.request, decision=decision, by=by,
+                                          comment=comment, decided_at=iso(now))
 
     def consume(self, record: ApprovalRecord) -> None:
         """The run has used the decision: the step's next visit asks anew."""
-        self.store._write([("UPDATE approvals SET consumed=1 WHERE run_id=? AND step_id=? AND request=?",
-                            (record.run_id, record.step_id, record.request))])
+        self.store.consume_approval(record.run_id, record.step_id, record.request)
 
 
 def waiting_runs(store: Store, workflow: str) -> list[RunRow]:
@@ -127,9 +107,7 @@ def waiting_runs(store: Store, workflow: str) -> list[RunRow]:
     A run stopped at an approval is recorded `waiting` and exits; `orchestr run` and `orchestr tick`
     consult this (beside the workflow's flock) so that the overlap policy holds while it waits.
     """
-    sql: Any = store  # an SQL backend
-    rows = sql._query("SELECT id FROM runs WHERE workflow=? AND status='waiting' ORDER BY started_at", (workflow,))
-    return [run for r in rows if (run := store.run(str(r["id"]))) is not None]
+    return store.waiting_runs(workflow)
 
 
 def _record(row: dict[str, Any]) -> ApprovalRecord:

@@ -32,8 +32,14 @@ SUMMARY_CHARS = 200
 
 
 def request_key(provider: str, request: ModelRequest) -> str:
-    canonical = json.dumps({"provider": provider, **dataclasses.asdict(request)}, sort_keys=True, default=str)
+    fields = dataclasses.asdict(request, dict_factory=_without_empty_images)
+    canonical = json.dumps({"provider": provider, **fields}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+def _without_empty_images(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A tool result without images hashes as it did before results could carry them."""
+    return {k: v for k, v in pairs if not (k == "images" and not v)}
 
 
 def _response_json(response: ModelResponse) -> dict[str, Any]:

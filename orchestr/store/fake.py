@@ -34,6 +34,7 @@ class FakeDatabase:
     schedules: dict[str, dict[str, str]] = field(default_factory=dict)
     slots: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     leases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    approvals: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
     guard: threading.RLock = field(default_factory=threading.RLock)
     seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -186,6 +187,7 @@ class FakeStore:
             self.db.steps = {k: v for k, v in self.db.steps.items() if k[0] not in gone}
             self.db.attempts = {k: v for k, v in self.db.attempts.items() if k[0] not in gone}
             self.db.events = [e for e in self.db.events if e["run_id"] not in gone]
+            self.db.approvals = {k: v for k, v in self.db.approvals.items() if k[0] not in gone}
 
     def record_ticks(self, workflows: Sequence[str], now: datetime) -> None:
         for name in workflows:
@@ -248,6 +250,55 @@ class FakeStore:
         return list(reversed(self._slot_rows(workflow)))[:limit]
 
     # locks, schema
+    # approvals
+    def request_approval(self, *, run_id: str, step_id: str, workflow: str, message: str, files: str,
+                         requested_at: str, expires_at: str) -> dict[str, Any]:
+        with self.db.guard:
+            number = 1 + max((k[2] for k in self.db.approvals if k[:2] == (run_id, step_id)), default=0)
+            row = {"run_id": run_id, "step_id": step_id, "request": number, "workflow": workflow,
+                   "message": message, "files": files, "requested_at": requested_at, "expires_at": expires_at,
+                   "notify": None, "decision": None, "decided_by": None, "comment": None, "decided_at": None,
+                   "consumed": 0}
+            self.db.approvals[(run_id, step_id, number)] = row
+            return _copy(row)
+
+    def note_approval(self, run_id: str, step_id: str, request: int, notify: str) -> None:
+        with self.db.guard:
+            if (row := self.db.approvals.get((run_id, step_id, request))) is not None:
+                row["notify"] = notify
+
+    def approvals(self, run_id: str) -> list[dict[str, Any]]:
+        with self.db.guard:
+            rows = [_copy(r) for k, r in self.db.approvals.items() if k[0] == run_id]
+        return sorted(rows, key=lambda r: (r["requested_at"], r["step_id"], r["request"]))
+
+    def open_approvals(self, *, workflow: str | None = None) -> list[dict[str, Any]]:
+        with self.db.guard:
+            rows = [_copy(r) for r in self.db.approvals.values()
+                    if not r["consumed"] and (workflow is None or r["workflow"] == workflow)
+                    and self.db.runs.get(r["run_id"], {}).get("status") == "waiting"]
+        return sorted(rows, key=lambda r: (r["requested_at"], r["run_id"], r["step_id"]))
+
+    def decide_approval(self, run_id: str, step_id: str, request: int, *, decision: str, by: str,
+                        comment: str | None, decided_at: str) -> bool:
+        with self.db.guard:
+            row = self.db.approvals.get((run_id, step_id, request))
+            if row is None or row["decision"] is not None or row["consumed"]:
+                return False
+            row.update(decision=decision, decided_by=by, comment=comment, decided_at=decided_at)
+            return True
+
+    def consume_approval(self, run_id: str, step_id: str, request: int) -> None:
+        with self.db.guard:
+            if (row := self.db.approvals.get((run_id, step_id, request))) is not None:
+                row["consumed"] = 1
+
+    def waiting_runs(self, workflow: str) -> list[RunRow]:
+        with self.db.guard:
+            rows = sorted((r for r in self.db.runs.values() if r["workflow"] == workflow and r["status"] == "waiting"),
+                          key=lambda r: r["started_at"])
+        return [run for r in rows if (run := self.run(r["id"])) is not None]
+
     def lock(self, workflow: str, *, suffix: str = "lock") -> FakeLock:
         return FakeLock(self.db, workflow, suffix=suffix)
 

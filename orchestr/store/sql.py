@@ -188,7 +188,7 @@ class SqlStore(ABC):
             chunk = tuple(run_ids[start:start + 500])
             marks = ", ".join("?" for _ in chunk)
             statements += [(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk)
-                           for table in ("events", "attempts", "steps")]
+                           for table in ("events", "attempts", "steps", "approvals")]
             statements.append((f"DELETE FROM runs WHERE id IN ({marks})", chunk))
         if statements:
             self._write(statements)
@@ -250,6 +250,50 @@ class SqlStore(ABC):
 
     def slots(self, workflow: str, *, limit: int = 1000) -> list[dict[str, Any]]:
         return self._query("SELECT * FROM slots WHERE workflow=? ORDER BY slot DESC LIMIT ?", (workflow, limit))
+
+
+    # --- approvals ------------------------------------------------------------------------------
+
+    def request_approval(self, *, run_id: str, step_id: str, workflow: str, message: str, files: str,
+                         requested_at: str, expires_at: str) -> dict[str, Any]:
+        """A new request, numbered after the step's earlier ones (one statement: no two get a number)."""
+        self._write([(
+            "INSERT INTO approvals (run_id, step_id, request, workflow, message, files, requested_at, expires_at)"
+            " SELECT ?, ?, COALESCE(MAX(request), 0) + 1, ?, ?, ?, ?, ? FROM approvals WHERE run_id=? AND step_id=?",
+            (run_id, step_id, workflow, message, files, requested_at, expires_at, run_id, step_id))])
+        [row] = self._query("SELECT * FROM approvals WHERE run_id=? AND step_id=? ORDER BY request DESC LIMIT 1",
+                            (run_id, step_id))
+        return row
+
+    def note_approval(self, run_id: str, step_id: str, request: int, notify: str) -> None:
+        self._write([("UPDATE approvals SET notify=? WHERE run_id=? AND step_id=? AND request=?",
+                      (notify, run_id, step_id, request))])
+
+    def approvals(self, run_id: str) -> list[dict[str, Any]]:
+        return self._query("SELECT * FROM approvals WHERE run_id=? ORDER BY requested_at, step_id, request", (run_id,))
+
+    def open_approvals(self, *, workflow: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("", ()) if workflow is None else (" AND a.workflow=?", (workflow,))
+        return self._query(
+            "SELECT a.* FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.consumed=0 AND r.status='waiting'"
+            f"{where} ORDER BY a.requested_at, a.run_id, a.step_id", args)
+
+    def decide_approval(self, run_id: str, step_id: str, request: int, *, decision: str, by: str,
+                        comment: str | None, decided_at: str) -> bool:
+        """Only an undecided, unused request takes a decision: of two at once, exactly one wins."""
+        [count] = self._write([(
+            "UPDATE approvals SET decision=?, decided_by=?, comment=?, decided_at=?"
+            " WHERE run_id=? AND step_id=? AND request=? AND decision IS NULL AND consumed=0",
+            (decision, by, comment, decided_at, run_id, step_id, request))])
+        return count == 1
+
+    def consume_approval(self, run_id: str, step_id: str, request: int) -> None:
+        self._write([("UPDATE approvals SET consumed=1 WHERE run_id=? AND step_id=? AND request=?",
+                      (run_id, step_id, request))])
+
+    def waiting_runs(self, workflow: str) -> list[RunRow]:
+        rows = self._query("SELECT * FROM runs WHERE workflow=? AND status='waiting' ORDER BY started_at", (workflow,))
+        return [_run_row(r) for r in rows]
 
 
 def _run_row(row: Mapping[str, Any]) -> RunRow:
