@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestr.events import iso, parse_iso
-from orchestr.project import LoadedWorkflow
+from orchestr.project import LoadedWorkflow, workflow_log
 from orchestr.store import Store
 
 BAD_OUTCOMES = {"failed": "failed", "unverified": "was unverified", "timed-out": "timed out"}
@@ -94,7 +94,7 @@ def _unfinished(store: Store, workflow: str, deadline: timedelta | None, now: da
             limit = max(deadline or START_GRACE, START_GRACE) if slot["action"] == "queue" else START_GRACE
             if waited > limit:
                 problems.append(f"slot {slot['slot']} was claimed {format_elapsed(waited)} ago and its run has not "
-                                f"started (log: {store.state_dir / 'logs' / (workflow + '.log')})")
+                                f"started (log: {workflow_log(store.state_dir, workflow)})")
             continue
         status = run.effective_status
         running_for = now - parse_iso(run.started_at)

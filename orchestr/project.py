@@ -179,3 +179,8 @@ def no_workflows(root: Path) -> Diagnostic:
         found,
         hint=f"add a workflow as {WORKFLOWS_DIR}/NAME.yaml (see `orchestr schema workflow`)",
     )
+
+
+def workflow_log(state_dir: Path, workflow: str) -> Path:
+    """Where a scheduled workflow's detached runs write their output."""
+    return state_dir / "logs" / f"{workflow}.log"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from orchestr.errors import ExitCode, NotWaiting, OrchestrError
 from orchestr.events import EventSink, LogSink, Redactor, iso, utc_now
-from orchestr.project import Project
+from orchestr.project import Project, workflow_log
 from orchestr.scheduling.drain import SlotResult, drain, wait_for_turn
 from orchestr.steps.base import StepRunner
 from orchestr.store import Lock, RunRow, Store, open_store
@@ -28,7 +28,7 @@ Sinks = Callable[[], tuple[Sequence[EventSink], Sequence[LogSink]]]
 
 
 def log_path(project: Project, workflow: str) -> Path:
-    return project.state_dir / "logs" / f"{workflow}.log"
+    return workflow_log(project.state_dir, workflow)
 
 
 def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mapping[str, str],
