@@ -37,7 +37,7 @@ FAKE_SERVER = f"""\
 import os, time
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import ImageContent, ToolExecution
+from mcp.types import CallToolResult, ImageContent, ToolExecution
 
 class Fake(MCPServer):
     async def list_tools(self):
@@ -60,6 +60,24 @@ async def warn(ctx: Context) -> str:
     await ctx.warning("disk almost full")
     await ctx.log("error", {{"code": 7, "what": "quota"}}, logger_name="crm.sync")
     return "warned"
+
+@server.tool()
+def snapshot() -> CallToolResult:
+    \"\"\"A 120 KB image, mirrored in structuredContent as some servers do.\"\"\"
+    data = "iVBO" * 40_000
+    return CallToolResult(content=[ImageContent(type="image", data=data, mime_type="image/png")],
+                          structured_content={{"image": data, "name": "shot.png"}})
+
+@server.tool()
+def report() -> CallToolResult:
+    \"\"\"Only structured content, with a blob inside.\"\"\"
+    return CallToolResult(content=[], structured_content={{"blob": "QUJD" * 1_000, "rows": 3}})
+
+@server.tool()
+def client(ctx: Context) -> str:
+    \"\"\"The client's name and version, as it introduced itself.\"\"\"
+    info = ctx.session.client_params.client_info
+    return f"{{info.name}} {{info.version}}"
 
 @server.tool()
 def fail() -> str:
@@ -218,6 +236,19 @@ def test_an_image_is_named_in_the_text_and_kept_as_an_image(hub: McpHub) -> None
     result = hub.call("fake.picture", {}, timeout=30)
     assert result.content == "[image/png, 3 bytes]"
     assert result.images == (Image("image/png", "AAEC"),)
+
+
+def test_structured_content_never_repeats_a_blob_the_model_already_has(hub: McpHub) -> None:
+    mirrored = hub.call("fake.snapshot", {}, timeout=30)
+    assert mirrored.content == "[image/png, 120000 bytes]" and len(mirrored.images) == 1
+    alone = hub.call("fake.report", {}, timeout=30)  # nothing else speaks: shown, its blob by size
+    assert json.loads(alone.content) == {"blob": "[3000 bytes of base64]", "rows": 3}
+
+
+def test_the_client_introduces_itself_as_orchestr_with_its_version(hub: McpHub) -> None:
+    from orchestr import __version__
+
+    assert hub.call("fake.client", {}, timeout=30).content == f"orchestr {__version__}"
 
 
 def test_a_tool_that_runs_only_as_a_task_is_not_offered(hub: McpHub) -> None:
