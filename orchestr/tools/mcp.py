@@ -117,7 +117,7 @@ class _Server:
     finished: threading.Event = field(default_factory=threading.Event)
     session: ClientSession | None = None
     crashed: bool = False  # its connection closed under a call: the next call starts it again
-    logs: ServerLogs = field(default_factory=lambda: ServerLogs())
+    logs: ServerLogs = field(default_factory=ServerLogs)
 
     @property
     def label(self) -> str:
