@@ -323,7 +323,6 @@ def _check_not_waiting(store: Store, workflow: str, run_id: str, request: RunReq
 
     Checked once the workflow's lock is ours, so no other run can start or resume in between.
     """
-    from orchestr.approvals.records import waiting_runs
     from orchestr.errors import Busy, NotWaiting
 
     if request.only_if_waiting:
@@ -331,7 +330,7 @@ def _check_not_waiting(store: Store, workflow: str, run_id: str, request: RunReq
         if row is None or row.status != "waiting":
             raise NotWaiting(f"run {run_id} is no longer waiting (now {row.effective_status if row else 'gone'}): "
                              "another process resumed it")
-    others = [r for r in waiting_runs(store, workflow) if r.id != run_id]
+    others = [r for r in store.waiting_runs(workflow) if r.id != run_id]
     if others:
         raise Busy(f"workflow '{workflow}' is busy: run {others[0].id} is waiting for an approval "
                    f"(see `orchestr approvals show {others[0].id}`; approve or reject it first)")

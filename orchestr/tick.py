@@ -95,10 +95,10 @@ def launch_drainer(project: Project, workflow: str, handover: LockHandover | Non
     descriptor, or a lease's token: no instant passes in which the lock looks free); without, it
     waits for the lock (`overlap: queue`).
     """
-    from orchestr.scheduling.serve import log_path
+    from orchestr.project import workflow_log
     from orchestr.store.postgres import LEASE_VAR
 
-    log = log_path(project, workflow)
+    log = workflow_log(project.state_dir, workflow)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in (LOCK_FD_VAR, LEASE_VAR)}
     env.update(handover.env if handover is not None else {})
@@ -184,9 +184,9 @@ def tick_workflow(project: Project, store: Store, workflow: LoadedWorkflow, *, n
 def _approvals(store: Store, workflow: str, *, now: datetime) -> list[str] | None:
     """None when no run of the workflow waits for an approval; else the waiting runs ready to resume
     (decided, or timed out at the tick's `now`, which is recorded first), possibly none."""
-    from orchestr.approvals.records import ApprovalBook, waiting_runs
+    from orchestr.approvals.records import ApprovalBook
 
-    if not waiting_runs(store, workflow):
+    if not store.waiting_runs(workflow):
         return None
     from orchestr.approvals.resume import expire_overdue, resumable_runs
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from orchestr.events import iso, parse_iso
-from orchestr.store import RunRow, Store
+from orchestr.store import Store
 
 Decision = Literal["approved", "rejected", "timed-out"]
 
@@ -99,15 +99,6 @@ class ApprovalBook:
     def consume(self, record: ApprovalRecord) -> None:
         """The run has used the decision: the step's next visit asks anew."""
         self.store.consume_approval(record.run_id, record.step_id, record.request)
-
-
-def waiting_runs(store: Store, workflow: str) -> list[RunRow]:
-    """The durable marker that a workflow is busy though no process holds its lock.
-
-    A run stopped at an approval is recorded `waiting` and exits; `orchestr run` and `orchestr tick`
-    consult this (beside the workflow's flock) so that the overlap policy holds while it waits.
-    """
-    return store.waiting_runs(workflow)
 
 
 def _record(row: dict[str, Any]) -> ApprovalRecord:

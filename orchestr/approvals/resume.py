@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from orchestr.approvals.records import ApprovalBook, waiting_runs
+from orchestr.approvals.records import ApprovalBook
 from orchestr.events import EventSink, LogSink
 from orchestr.project import Project
 from orchestr.runner import RunResult
@@ -39,7 +39,7 @@ def resumable_runs(store: Store, workflow: str) -> tuple[list[RunRow], bool]:
     undecided: set[str] = set()
     for record in book.open(workflow=workflow):
         (decided if record.decision is not None else undecided).add(record.run_id)
-    runs = waiting_runs(store, workflow)
+    runs = store.waiting_runs(workflow)
     ready = [r for r in runs if r.id in decided]
     blocked = any(r.id not in decided for r in runs)
     return ready, blocked
@@ -72,9 +72,9 @@ def resume_run(project: Project, run: RunRow, *, sinks: Sequence[EventSink] = ()
 
 def launch_resume(project: Project, run: RunRow) -> subprocess.Popen[bytes]:
     """`approve --detach`: the resume in its own session, appending to the workflow's log."""
-    from orchestr.scheduling.serve import log_path
+    from orchestr.project import workflow_log
 
-    log = log_path(project, run.workflow)
+    log = workflow_log(project.state_dir, run.workflow)
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "orchestr", "--project", str(project.root), "approvals", "resume", run.id]
     with log.open("ab") as out:

@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 Sinks = Callable[[], tuple[Sequence[EventSink], Sequence[LogSink]]]
 
 
-def log_path(project: Project, workflow: str) -> Path:
-    return workflow_log(project.state_dir, workflow)
-
-
 def serve_workflow(project: Project, workflow: str, *, sinks: Sinks, env: Mapping[str, str],
                    say: Callable[[str], None], control: RunControl | None = None) -> int:
     """Serve every owed slot of `workflow`; the exit code is 1 if any of them did not succeed."""
@@ -154,7 +150,7 @@ def _unresumable(project: Project, store: Store, run: RunRow, why: str, say: Cal
     slot = parse_iso(run.slot) if run.slot else utc_now()
     if run.slot:
         store.settle_slot(run.workflow, slot, outcome="failed", run_id=run.id,
-                          detail=f"{detail} (log: {_shown(log_path(project, run.workflow), project.root)})")
+                          detail=f"{detail} (log: {_shown(workflow_log(project.state_dir, run.workflow), project.root)})")
     return SlotResult(slot, "failed", ExitCode.FAILED)
 
 
@@ -169,7 +165,7 @@ def _not_started(project: Project, store: Store, workflow: str, slot: datetime, 
     detail = f"the run could not start: {redact.text(why)}"
     say(f"error: {detail}")
     store.settle_slot(workflow, slot, outcome="failed",
-                      detail=f"{detail[:2000]} (log: {_shown(log_path(project, workflow), project.root)})")
+                      detail=f"{detail[:2000]} (log: {_shown(workflow_log(project.state_dir, workflow), project.root)})")
     return SlotResult(slot, "failed", code)
 
 
